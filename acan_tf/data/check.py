@@ -1,0 +1,135 @@
+"""Checks a dataset before training: python -m acan_tf.data.check --dataset=market1501 --data_root=/data
+
+Loads the dataset, prints its summary, decodes every image and reports missing, empty or corrupt files
+and the cameras training would drop. Exits non-zero if anything would stop training.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import itertools
+import os
+from typing import Sequence
+
+from absl import app, flags, logging
+from PIL import Image
+
+from acan_tf.data.datasets import DATASET_NAMES, DatasetError, load_dataset
+from acan_tf.data.datasets.layout import record_paths
+from acan_tf.data.records import ReIDDataset
+from acan_tf.data.summary import dropped_cameras, summarize
+
+# The formats tf.io.decode_image accepts (MPO is PIL's name for a JPEG with extra frames); PIL reads
+# more, but training could not.
+DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
+MAX_LISTED = 20
+CHUNK = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class FileProblem:
+    """A file training could not read: kind is 'missing', 'empty' or 'corrupt'."""
+
+    path: str
+    kind: str
+    detail: str = ""
+
+
+def inspect_image(path: str) -> FileProblem | None:
+    """The problem with one image file, or None if it decodes to pixels."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return FileProblem(path, "missing")
+    if size == 0:
+        return FileProblem(path, "empty")
+    try:
+        with Image.open(path) as image:
+            image_format = image.format
+            image.load()
+    except Exception as error:  # PIL's decoders raise many types (OSError, SyntaxError, struct.error, ...)
+        return FileProblem(path, "corrupt", str(error) or type(error).__name__)
+    if image_format not in DECODABLE_FORMATS:
+        return FileProblem(path, "corrupt", f"format {image_format} is not one of {DECODABLE_FORMATS}")
+    return None
+
+
+def dataset_paths(dataset: ReIDDataset) -> list[str]:
+    """Every distinct image path of the three splits, in a stable order."""
+    records = itertools.chain(dataset.train, dataset.query, dataset.gallery)
+    return list(dict.fromkeys(path for record in records for path in record_paths(record)))
+
+
+def find_file_problems(paths: Sequence[str], num_workers: int = 8, log_every: int = 10000) -> list[FileProblem]:
+    """The problems of all `paths`, decoded on a thread pool (PIL releases the GIL while decoding)."""
+    problems = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=num_workers) as pool:
+        # Submitting in chunks keeps the number of pending futures small on million-frame datasets.
+        for start in range(0, len(paths), CHUNK):
+            problems += [p for p in pool.map(inspect_image, paths[start : start + CHUNK]) if p is not None]
+            done = min(start + CHUNK, len(paths))
+            if done // log_every > start // log_every or done == len(paths):
+                logging.info("decoded %d / %d files, %d problems so far", done, len(paths), len(problems))
+    return problems
+
+
+def report_problems(problems: Sequence[FileProblem]) -> list[str]:
+    """Report lines per kind of problem: a count, then the first paths."""
+    lines = []
+    for kind in ("missing", "empty", "corrupt"):
+        of_kind = [p for p in problems if p.kind == kind]
+        if of_kind:
+            lines.append(f"{len(of_kind)} {kind} file(s):")
+            lines += [f"  {p.path}" + (f"  ({p.detail})" if p.detail else "") for p in of_kind[:MAX_LISTED]]
+            if len(of_kind) > MAX_LISTED:
+                lines.append(f"  ... and {len(of_kind) - MAX_LISTED} more")
+    return lines
+
+
+def check(name: str, data_root: str, min_ids_per_camera: int, num_workers: int = 8) -> int:
+    """Prints the check of one dataset; returns the exit status (0 = ready for training)."""
+    try:
+        dataset = load_dataset(name, data_root)
+    except DatasetError as error:
+        print(f"cannot load {name} from {data_root}:\n{error}")
+        return 1
+    print(summarize(dataset, min_ids_per_camera))
+    paths = dataset_paths(dataset)
+    problems = find_file_problems(paths, num_workers)
+    dropped = dropped_cameras(dataset, min_ids_per_camera)
+    usable = dataset.num_cameras - len(dropped)
+    lines = report_problems(problems)
+    lines.append(f"{len(paths)} files checked, {len(problems)} with problems")
+    lines.append(
+        f"{usable} of {dataset.num_cameras} cameras have >= {min_ids_per_camera} training identities"
+        + (f"; dropped camids: {', '.join(map(str, dropped))}" if dropped else "")
+    )
+    if usable == 0:
+        lines.append("no usable camera: lower --min_ids_per_camera or check the training split")
+    print("\n".join(lines))
+    return 0 if not problems and usable > 0 else 1
+
+
+def define_flags() -> None:
+    """Defines the checker's flags (only when run as a program, so importing never clashes with the trainer's)."""
+    flags.DEFINE_enum("dataset", None, DATASET_NAMES, "Dataset to check.")
+    flags.DEFINE_string("data_root", None, "The dataset folder or its parent.")
+    flags.DEFINE_integer(
+        "min_ids_per_camera", 32, "Cameras with fewer training identities are dropped (P).", lower_bound=1
+    )
+    flags.DEFINE_integer("num_workers", 8, "Threads decoding images.", lower_bound=1)
+    flags.mark_flags_as_required(["dataset", "data_root"])
+
+
+def main(argv: Sequence[str]) -> int:
+    """Runs the check with the command-line flags."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    values = flags.FLAGS
+    return check(values.dataset, values.data_root, values.min_ids_per_camera, values.num_workers)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,46 @@
+"""The procedural multi-camera benchmark, generated on first use and read with the Market-1501 parser."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from acan_tf.data.datasets.layout import DatasetError
+from acan_tf.data.datasets.market1501 import NAME_DESCRIPTION, NAME_PATTERN
+from acan_tf.data.datasets.market_layout import load_market_layout
+from acan_tf.data.records import ReIDDataset
+
+if TYPE_CHECKING:
+    from acan_tf.data.synthetic import SyntheticSpec
+
+LAYOUT = """\
+<root>/
+|-- spec.json             {"spec": {"num_cameras": C, ...}, ...}
+|-- bounding_box_train/   0002_c1s1_000451_03.jpg ...
+|-- query/
+`-- bounding_box_test/"""
+
+
+def load(root: str, spec: SyntheticSpec | None = None) -> ReIDDataset:
+    """The synthetic benchmark in `root` itself: the tree found there, or one generated from `spec`.
+
+    Without `spec`, an existing tree is read whatever spec made it, and an absent or empty folder gets the
+    default benchmark; with `spec`, the tree must have been made from it (or is generated).
+    """
+    # Imported here so that parsing the real datasets never depends on the generator.
+    from acan_tf.data import synthetic
+
+    root = os.path.abspath(root)
+    try:
+        document = synthetic.read_spec_document(root) if os.path.isdir(root) else None
+        if spec is not None or document is None:
+            synthetic.ensure(root, synthetic.SyntheticSpec() if spec is None else spec)
+            document = synthetic.read_spec_document(root)
+    except (OSError, ValueError) as error:
+        message = f"{root} is not a synthetic benchmark folder: {error}\nexpected layout:\n{LAYOUT}"
+        raise DatasetError(message) from error
+    settings = document.get("spec") if isinstance(document, dict) else None
+    num_cameras = settings.get("num_cameras") if isinstance(settings, dict) else None
+    if not isinstance(num_cameras, int) or num_cameras < 1:
+        raise DatasetError(f"{os.path.join(root, 'spec.json')}: expected spec.num_cameras, a positive integer")
+    return load_market_layout("synthetic", root, NAME_PATTERN, NAME_DESCRIPTION, num_cameras, LAYOUT)
