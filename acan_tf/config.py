@@ -1,0 +1,136 @@
+"""The run configuration: one frozen dataclass, validated once, with the paper's values (IV-A) as defaults.
+
+Each field carries its help text and, where it has a fixed set of values, its choices; `acan_tf.flags`
+turns the fields into absl flags, so a setting is declared in exactly one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+SCHEMES = ("none", "grl", "oce", "ace")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message names the flag."""
+
+
+def _field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of a training run."""
+
+    # Data.
+    dataset: str = _field("synthetic", "Dataset layout to read (see acan_tf.data.DATASET_NAMES).")
+    data_root: str = _field("data/synthetic", "Dataset folder or its parent; the synthetic benchmark is generated here if absent.")
+    image_height: int = _field(256, "Input height H (paper: 256).")
+    image_width: int = _field(128, "Input width W (paper: 128).")
+    frames_per_tracklet: int = _field(4, "Frames T sampled per tracklet in training (video datasets).")
+    min_ids_per_camera: int = _field(0, "Cameras with fewer training identities are dropped; 0 means P (the paper).")
+    # Batches (Eq. 11-12 and IV-A).
+    num_identities: int = _field(32, "P: identities per triplet batch, all from one camera.")
+    num_instances: int = _field(4, "K: images (or tracklets) per identity in a triplet batch.")
+    camera_batch_size: int = _field(64, "B: the camera-balanced batch holds floor(B/C) images of every camera.")
+    camera_sampling: str = _field("quota", "quota: exact floor(B/C) per camera; rejection: balanced on average.", ("quota", "rejection"))
+    # Augmentation.
+    flip: bool = _field(True, "Random horizontal flip.")
+    pad: int = _field(10, "Zero padding before the random crop, in pixels (0: no crop).")
+    random_erasing: float = _field(0.5, "Probability of random erasing (0: off).")
+    # Model.
+    backbone: str = _field("resnet50", "Feature extractor F (resnet50 is the paper's).")
+    backbone_weights: str = _field("none", "none, imagenet (from the Keras cache; no download) or a weights file path.")
+    disc_width: int = _field(128, "Width of D's fully connected layer (paper: 128).")
+    # Objective (Eq. 13).
+    scheme: str = _field("oce", "Adversarial scheme: none (only L_Triplet), grl, oce (the paper's) or ace.", SCHEMES)
+    adv_weight: float = _field(1.0, "lambda in Eq. 13 (paper: 1).")
+    adv_warmup: str = _field("none", "Warm-up of lambda: none (paper), linear over --adv_warmup_epochs, or dann.", ("none", "linear", "dann"))
+    adv_warmup_epochs: int = _field(0, "Epochs of the linear lambda warm-up.")
+    margin: float = _field(0.3, "Triplet margin m (paper: 0.3).")
+    # Optimisation (SGD with momentum, step decay).
+    epochs: int = _field(300, "Training epochs (paper: 300).")
+    steps_per_epoch: int = _field(0, "Steps per epoch; 0: training items / (P*K).")
+    lr_pretrained: float = _field(0.1, "Learning rate of F, the (pretrained) backbone (paper: 0.1).")
+    lr_new: float = _field(0.01, "Learning rate of the new layers, D (paper: 0.01).")
+    momentum: float = _field(0.9, "SGD momentum.")
+    weight_decay: float = _field(5e-4, "Decoupled weight decay of both optimizers.")
+    lr_decay_epochs: tuple[int, ...] = _field((100, 200), "Epochs at which learning rates are multiplied by --lr_decay_factor.")
+    lr_decay_factor: float = _field(0.1, "Learning-rate decay factor (paper: 0.1).")
+    # Evaluation and output.
+    eval_every: int = _field(10, "Evaluate every N epochs (0: only at the end).")
+    eval_batch_size: int = _field(128, "Images per batch when extracting features.")
+    normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model does).")
+    output_dir: str = _field("runs/acan", "Run directory: checkpoints, TensorBoard logs, report.json.")
+    overwrite: bool = _field(False, "Replace an existing run in --output_dir.")
+    seed: int = _field(0, "Seed of sampling, augmentation and initialisation.")
+    strategy: str = _field("auto", "auto: MirroredStrategy with more than one GPU, else the default strategy.", ("auto", "one_device", "mirrored"))
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> "Config":
+        """The config saved by `to_json`; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}")
+        if "lr_decay_epochs" in values:
+            values = {**values, "lr_decay_epochs": tuple(values["lr_decay_epochs"])}
+        return cls(**values)
+
+    def dumps(self) -> str:
+        """The config as indented JSON."""
+        return json.dumps(self.to_json(), indent=2, sort_keys=True)
+
+    @property
+    def min_ids(self) -> int:
+        """The identities a camera needs to take part in training."""
+        return self.min_ids_per_camera or self.num_identities
+
+
+def _check(config: Config) -> None:
+    def require(condition: bool, flag: str, expected: str) -> None:
+        if not condition:
+            raise ConfigError(f"--{flag}={getattr(config, flag)!r}: expected {expected}")
+
+    for f in dataclasses.fields(config):
+        choices = f.metadata["choices"]
+        if choices:
+            require(getattr(config, f.name) in choices, f.name, f"one of {', '.join(choices)}")
+    for name in ("image_height", "image_width"):
+        require(getattr(config, name) >= 16, name, "an integer >= 16")
+    require(config.frames_per_tracklet >= 1, "frames_per_tracklet", "an integer >= 1")
+    require(config.min_ids_per_camera >= 0, "min_ids_per_camera", "an integer >= 0 (0: use --num_identities)")
+    require(config.num_identities >= 2, "num_identities", "an integer >= 2 (a triplet needs a negative identity)")
+    require(config.num_instances >= 2, "num_instances", "an integer >= 2 (a triplet needs a positive)")
+    require(config.camera_batch_size >= 1, "camera_batch_size", "an integer >= 1")
+    require(config.pad >= 0, "pad", "an integer >= 0")
+    require(0.0 <= config.random_erasing <= 1.0, "random_erasing", "a probability in [0, 1]")
+    require(config.disc_width >= 1, "disc_width", "an integer >= 1")
+    require(config.adv_weight >= 0.0, "adv_weight", "a number >= 0")
+    require(config.adv_warmup_epochs >= 0, "adv_warmup_epochs", "an integer >= 0")
+    require(config.adv_warmup != "linear" or config.adv_warmup_epochs >= 1, "adv_warmup_epochs",
+            "an integer >= 1 with --adv_warmup=linear")
+    require(config.margin > 0.0, "margin", "a number > 0")
+    require(config.epochs >= 1, "epochs", "an integer >= 1")
+    require(config.steps_per_epoch >= 0, "steps_per_epoch", "an integer >= 0 (0: derived from the dataset)")
+    require(config.lr_pretrained > 0.0, "lr_pretrained", "a number > 0")
+    require(config.lr_new > 0.0, "lr_new", "a number > 0")
+    require(0.0 <= config.momentum < 1.0, "momentum", "a number in [0, 1)")
+    require(config.weight_decay >= 0.0, "weight_decay", "a number >= 0")
+    decay = list(config.lr_decay_epochs)
+    require(decay == sorted(set(decay)) and all(e >= 1 for e in decay), "lr_decay_epochs",
+            "increasing positive epoch numbers, e.g. 100,200")
+    require(0.0 < config.lr_decay_factor <= 1.0, "lr_decay_factor", "a number in (0, 1]")
+    require(config.eval_every >= 0, "eval_every", "an integer >= 0 (0: only at the end)")
+    require(config.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1")
+    require(bool(config.output_dir), "output_dir", "a directory path")

@@ -1,0 +1,5 @@
+"""Datasets as plain records, samplers and the tf.data pipeline."""
+
+from acan_tf.data.datasets import DATASET_NAMES, DatasetError, load_dataset
+
+__all__ = ["DATASET_NAMES", "DatasetError", "load_dataset"]

@@ -1,0 +1,60 @@
+"""Dataset records: what every parser returns, and the camera-local relabelling training uses."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """One image: its path, the dataset's own person id and a 0-based camera id."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackletRecord:
+    """One tracklet: its ordered frame paths, the dataset's own person id and a 0-based camera id."""
+
+    paths: tuple[str, ...]
+    pid: int
+    camid: int
+
+
+Record = Union[ImageRecord, TrackletRecord]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReIDDataset:
+    """A dataset's three splits; `num_cameras` counts the cameras of the whole dataset."""
+
+    name: str
+    root: str
+    train: tuple[Record, ...]
+    query: tuple[Record, ...]
+    gallery: tuple[Record, ...]
+    num_cameras: int
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the records are tracklets."""
+        return bool(self.train) and isinstance(self.train[0], TrackletRecord)
+
+
+def camera_local_labels(records: Sequence[Record]) -> list[tuple[int, int]]:
+    """(camid, camera-local id) per record: ids numbered 0.. inside each camera, in sorted order of pid.
+
+    This is the only identity information training sees, so a person's ids in two cameras are
+    never linked (the paper's intra-camera supervision).
+    """
+    pids_per_camera: dict[int, set[int]] = {}
+    for record in records:
+        pids_per_camera.setdefault(record.camid, set()).add(record.pid)
+    local = {
+        camid: {pid: index for index, pid in enumerate(sorted(pids))}
+        for camid, pids in pids_per_camera.items()
+    }
+    return [(record.camid, local[record.camid][record.pid]) for record in records]

@@ -1,0 +1,142 @@
+"""Index samplers: P×K identities inside one camera (Eq. 11-12) and camera-balanced batches (IV-A).
+
+Samplers hold no RNG: the caller passes one, seeded per step, so that step k's batch is a function
+of (seed, k) alone and a resumed run draws exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from acan_tf.data.records import Record, camera_local_labels
+from acan_tf.data.summary import identities_per_camera
+
+
+class SamplingError(ValueError):
+    """The training set cannot fill the requested batches; the message names the flag to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSet:
+    """What training consumes: records, camera-local ids, and D's class index of each record's camera.
+
+    `camera_classes` maps each kept dataset camid to a class 0..C'-1; `dropped` maps each dropped
+    camid to its number of identities.
+    """
+
+    records: tuple[Record, ...]
+    local_ids: np.ndarray
+    classes: np.ndarray
+    camera_classes: dict[int, int]
+    dropped: dict[int, int]
+
+
+def training_set(records: Sequence[Record], min_ids: int) -> TrainingSet:
+    """Relabels ids camera-locally and keeps the cameras with at least `min_ids` identities (the paper drops MSMT17's camera 2)."""
+    counts = identities_per_camera(records)
+    kept = [camid for camid, n in counts.items() if n >= min_ids]
+    if not kept:
+        listing = ", ".join(f"camera {camid + 1}: {n}" for camid, n in counts.items())
+        raise SamplingError(
+            f"no camera has the {min_ids} identities a triplet batch needs (--num_identities / "
+            f"--min_ids_per_camera); identities per camera: {listing}"
+        )
+    camera_classes = {camid: index for index, camid in enumerate(kept)}
+    selected = [r for r in records if r.camid in camera_classes]
+    local_ids = np.array([local for _, local in camera_local_labels(selected)], dtype=np.int32)
+    classes = np.array([camera_classes[r.camid] for r in selected], dtype=np.int32)
+    dropped = {camid: n for camid, n in counts.items() if n < min_ids}
+    return TrainingSet(tuple(selected), local_ids, classes, camera_classes, dropped)
+
+
+class TripletBatchSampler:
+    """Batches of P identities × K items, all from one camera, grouped identity by identity.
+
+    The camera is drawn with probability proportional to its number of items, so every item is
+    equally likely to be visited; an identity with fewer than K items is sampled with replacement.
+    """
+
+    def __init__(self, camids: Sequence[int], local_ids: Sequence[int], num_identities: int,
+                 num_instances: int):
+        camids, local_ids = np.asarray(camids), np.asarray(local_ids)
+        self.num_identities, self.num_instances = num_identities, num_instances
+        self.cameras = np.unique(camids)
+        self.groups: list[list[np.ndarray]] = []
+        for camid in self.cameras:
+            in_camera = np.flatnonzero(camids == camid)
+            ids = local_ids[in_camera]
+            groups = [in_camera[ids == pid] for pid in np.unique(ids)]
+            if len(groups) < num_identities:
+                raise SamplingError(
+                    f"camera {camid + 1} has {len(groups)} identities, fewer than --num_identities="
+                    f"{num_identities}; drop it (--min_ids_per_camera) or lower --num_identities"
+                )
+            self.groups.append(groups)
+        sizes = np.array([sum(len(g) for g in groups) for groups in self.groups], dtype=float)
+        self.camera_probabilities = sizes / sizes.sum()
+
+    def next(self, rng: np.random.Generator) -> np.ndarray:
+        """The item indices of the next batch, [P*K]."""
+        camera = rng.choice(len(self.cameras), p=self.camera_probabilities)
+        groups = self.groups[camera]
+        chosen = rng.choice(len(groups), size=self.num_identities, replace=False)
+        batch = []
+        for identity in chosen:
+            items = groups[identity]
+            batch.append(rng.choice(items, self.num_instances, replace=len(items) < self.num_instances))
+        return np.concatenate(batch)
+
+
+class CameraBatchSampler:
+    """Camera-balanced batches for D: ⌊B/C⌋ items of every camera, interleaved camera by camera.
+
+    `mode="quota"` gives exact quotas (the paper); `mode="rejection"` draws items uniformly and
+    accepts each with probability n_min / n_camera, so cameras are balanced only on average.
+    Interleaving keeps every camera in each contiguous slice when tf.distribute splits the batch.
+    """
+
+    def __init__(self, camids: Sequence[int], batch_size: int, mode: str = "quota"):
+        camids = np.asarray(camids)
+        self.cameras = np.unique(camids)
+        self.per_camera = batch_size // len(self.cameras)
+        if self.per_camera < 1:
+            raise SamplingError(
+                f"--camera_batch_size={batch_size} is smaller than the {len(self.cameras)} training "
+                f"cameras; it must hold at least one image of every camera"
+            )
+        if mode not in ("quota", "rejection"):
+            raise SamplingError(f"--camera_sampling={mode!r}: expected quota or rejection")
+        self.mode = mode
+        self.camids = camids
+        self.items = [np.flatnonzero(camids == c) for c in self.cameras]
+        counts = np.array([len(items) for items in self.items], dtype=float)
+        self.acceptance = counts.min() / counts[np.searchsorted(self.cameras, camids)]
+
+    @property
+    def batch_size(self) -> int:
+        """Items per batch: ⌊B/C⌋·C."""
+        return self.per_camera * len(self.cameras)
+
+    def next(self, rng: np.random.Generator) -> np.ndarray:
+        """The item indices of the next batch."""
+        if self.mode == "rejection":
+            accepted: list[int] = []
+            while len(accepted) < self.batch_size:
+                candidates = rng.integers(0, len(self.camids), size=self.batch_size)
+                keep = rng.random(self.batch_size) < self.acceptance[candidates]
+                accepted.extend(candidates[keep].tolist())
+            return np.asarray(accepted[: self.batch_size])
+        per_camera = [
+            rng.choice(items, self.per_camera, replace=len(items) < self.per_camera) for items in self.items
+        ]
+        return np.stack(per_camera, axis=1).reshape(-1)  # row-major: c0, c1, ..., c0, c1, ...
+
+
+def choose_frames(rng: np.random.Generator, num_frames: int, frames_per_tracklet: int) -> np.ndarray:
+    """T frame positions of a tracklet: distinct and in order when it is long enough, else with replacement."""
+    if num_frames >= frames_per_tracklet:
+        return np.sort(rng.choice(num_frames, frames_per_tracklet, replace=False))
+    return np.sort(rng.choice(num_frames, frames_per_tracklet, replace=True))

@@ -1,0 +1,32 @@
+"""Feature extraction for evaluation: every image, or every frame of a tracklet averaged, in bounded batches."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from acan_tf.data.pipeline import frame_paths, inference_dataset
+from acan_tf.data.records import Record
+
+
+def extract_features(
+    embed_frames: Callable[[tf.Tensor], tf.Tensor],
+    records: Sequence[Record],
+    image_height: int,
+    image_width: int,
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Features [N, D] of `records`; a tracklet's is the mean of its frames' (temporal average pooling)."""
+    embed = tf.function(embed_frames, reduce_retracing=True)
+    chunks = [embed(batch).numpy() for batch in inference_dataset(records, image_height, image_width, batch_size)]
+    frame_features = np.concatenate(chunks).astype(np.float32)
+    lengths = np.array([len(frame_paths(r)) for r in records])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.add.reduceat(frame_features, starts, axis=0) / lengths[:, None]
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean norm."""
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,46 @@
+"""Writing run files so that a crash never leaves a half-written one: write a temporary sibling, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path in `path`'s folder that replaces `path` only if the block succeeds."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    base, extension = os.path.splitext(os.path.basename(path))
+    if base.endswith(".weights"):  # Keras insists on the ".weights.h5" suffix
+        base, extension = base[: -len(".weights")], ".weights" + extension
+    handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{extension}", dir=folder)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes `value` as indented JSON, atomically."""
+    with atomic_path(path) as temporary, open(temporary, "w") as handle:
+        json.dump(value, handle, indent=2, sort_keys=True, default=_to_builtin)
+        handle.write("\n")
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text`, atomically."""
+    with atomic_path(path) as temporary, open(temporary, "w") as handle:
+        handle.write(text)
+
+
+def _to_builtin(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -1,0 +1,74 @@
+"""The paper's losses, each in one place: Eq. 11-12 (triplet), Eq. 1 (camera CE), Eq. 9 (OCE), Eq. 4 (ACE).
+
+Every function returns the mean over the examples it is given (a scalar); scaling for a global batch
+under `tf.distribute` is the caller's job (see `acan_tf.model.acan`).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# sqrt'(0) is infinite: the anchor-to-itself distance must not produce a NaN gradient.
+_SQUARED_DISTANCE_FLOOR = 1e-12
+
+
+def pairwise_euclidean(embeddings: tf.Tensor) -> tf.Tensor:
+    """Euclidean distance between every pair of rows, [N, N]."""
+    squared_norms = tf.reduce_sum(tf.square(embeddings), axis=1)
+    squared = (
+        squared_norms[:, None]
+        - 2.0 * tf.matmul(embeddings, embeddings, transpose_b=True)
+        + squared_norms[None, :]
+    )
+    return tf.sqrt(tf.maximum(squared, _SQUARED_DISTANCE_FLOOR))
+
+
+def batch_hard_triplet_loss(
+    embeddings: tf.Tensor, pids: tf.Tensor, camids: tf.Tensor | None = None, margin: float = 0.3
+) -> tf.Tensor:
+    """Batch-hard triplet loss (Eq. 11-12), triplets formed only inside each camera.
+
+    Positives share the anchor's camera and id; negatives share its camera and have another id.
+    With `camids=None` the whole batch is one camera. Anchors with no negative in their camera are
+    left out of the mean; an anchor's hardest positive is at least itself (distance 0).
+    """
+    embeddings = tf.convert_to_tensor(embeddings)
+    distances = pairwise_euclidean(embeddings)
+    pids = tf.reshape(pids, [-1])
+    same_id = tf.equal(pids[:, None], pids[None, :])
+    if camids is None:
+        same_camera = tf.ones_like(same_id)
+    else:
+        camids = tf.reshape(camids, [-1])
+        same_camera = tf.equal(camids[:, None], camids[None, :])
+    positive = tf.logical_and(same_camera, same_id)
+    negative = tf.logical_and(same_camera, tf.logical_not(same_id))
+
+    hardest_positive = tf.reduce_max(tf.where(positive, distances, tf.zeros_like(distances)), axis=1)
+    largest = tf.reduce_max(distances) + 1.0
+    hardest_negative = tf.reduce_min(tf.where(negative, distances, largest), axis=1)
+    per_anchor = tf.nn.relu(margin + hardest_positive - hardest_negative)
+
+    has_negative = tf.cast(tf.reduce_any(negative, axis=1), per_anchor.dtype)
+    return tf.reduce_sum(per_anchor * has_negative) / tf.maximum(tf.reduce_sum(has_negative), 1.0)
+
+
+def camera_cross_entropy(logits: tf.Tensor, camids: tf.Tensor) -> tf.Tensor:
+    """L_MCAL-D (Eq. 1): cross-entropy of the discriminator's logits against the true camera."""
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(camids, [-1]), logits=logits)
+    return tf.reduce_mean(losses)
+
+
+def oce_loss(logits: tf.Tensor, camids: tf.Tensor) -> tf.Tensor:
+    """L_OCE (Eq. 9): −1/(C−1) Σ_{i≠z} log D_i(F(x)), "other camera equiprobability"."""
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    num_cameras = tf.shape(logits)[-1]
+    others = 1.0 - tf.one_hot(tf.reshape(camids, [-1]), num_cameras, dtype=log_probs.dtype)
+    per_image = -tf.reduce_sum(log_probs * others, axis=-1) / tf.cast(num_cameras - 1, log_probs.dtype)
+    return tf.reduce_mean(per_image)
+
+
+def ace_loss(logits: tf.Tensor) -> tf.Tensor:
+    """L_ACE (Eq. 4, Table VI): −1/C Σ_i log D_i(F(x)), "all camera equiprobability"."""
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    return tf.reduce_mean(-tf.reduce_mean(log_probs, axis=-1))

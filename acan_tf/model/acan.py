@@ -1,0 +1,161 @@
+"""ACAN (paper Fig. 2): F trained with the intra-camera triplet loss plus multi-camera adversarial learning against D."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from acan_tf import losses
+from acan_tf.model.grl import gradient_reversal
+
+SCHEMES = ("none", "grl", "oce", "ace")
+WARMUPS = ("none", "linear", "dann")
+
+
+def adv_weight_factor(step: tf.Tensor, warmup: str, warmup_steps: int, total_steps: int) -> tf.Tensor:
+    """The fraction of λ in force at `step`: 1, a linear ramp over `warmup_steps`, or DANN's 2/(1+e^(−10p))−1."""
+    step = tf.cast(step, tf.float32)
+    if warmup == "none":
+        return tf.constant(1.0)
+    if warmup == "linear":
+        return tf.minimum(1.0, step / float(max(warmup_steps, 1)))
+    if warmup == "dann":
+        progress = tf.minimum(1.0, step / float(max(total_steps, 1)))
+        return 2.0 / (1.0 + tf.exp(-10.0 * progress)) - 1.0
+    raise ValueError(f"unknown λ warm-up {warmup!r}; choices: {', '.join(WARMUPS)}")
+
+
+class ACAN(keras.Model):
+    """F (the encoder) and D (the camera discriminator), trained alternately as in Eq. 13-15.
+
+    A training batch is a dict: `triplet_images`, `triplet_ids` (camera-local ids), `triplet_camids`
+    (a P×K batch from one camera) and `camera_images`, `camera_camids` (⌊B/C⌋ images of every
+    camera). Images are [N, H, W, 3] or tracklets [N, T, H, W, 3] in raw [0, 255] pixels.
+    """
+
+    def __init__(
+        self,
+        encoder: keras.Model,
+        discriminator: keras.Model,
+        scheme: str = "oce",
+        adv_weight: float = 1.0,
+        margin: float = 0.3,
+        warmup: str = "none",
+        warmup_steps: int = 0,
+        total_steps: int = 1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; choices: {', '.join(SCHEMES)}")
+        adv_weight_factor(0, warmup, warmup_steps, total_steps)  # validates `warmup` early
+        self.encoder = encoder
+        self.discriminator = discriminator
+        self.scheme = scheme
+        self.adv_weight = float(adv_weight)
+        self.margin = float(margin)
+        self.warmup = warmup
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = int(total_steps)
+        names = ("loss", "triplet_loss", "d_loss", "adv_loss", "d_accuracy", "adv_weight")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def compile(self, f_optimizer: keras.optimizers.Optimizer, d_optimizer: keras.optimizers.Optimizer, **kwargs):
+        """Sets F's and D's optimizers (built now, so that a tf.distribute scope owns their variables)."""
+        super().compile(**kwargs)
+        self.f_optimizer = f_optimizer
+        self.d_optimizer = d_optimizer
+        self.f_optimizer.build(self.encoder.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self.trackers.values())
+
+    def embed(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """F(x): [N, H, W, 3] → [N, D]; a tracklet [N, T, H, W, 3] is the mean of its frames' features."""
+        if images.shape.rank == 5:
+            shape = tf.shape(images)
+            frames = tf.reshape(images, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+            features = self.encoder(frames, training=training)
+            features = tf.reshape(features, [shape[0], shape[1], -1])
+            return tf.reduce_mean(features, axis=1)  # temporal average pooling
+        return self.encoder(images, training=training)
+
+    def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
+        return self.embed(images, training=training)
+
+    def current_adv_weight(self) -> tf.Tensor:
+        """λ at the current step, after the optional warm-up."""
+        factor = adv_weight_factor(self.f_optimizer.iterations, self.warmup, self.warmup_steps, self.total_steps)
+        return self.adv_weight * factor
+
+    def train_step(self, data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        triplet_images, camera_images = data["triplet_images"], data["camera_images"]
+        camera_camids = data["camera_camids"]
+        num_triplet = tf.shape(triplet_images)[0]
+        # Per-replica means are summed across replicas by the optimizers: divide by the replica count so
+        # that the applied gradient is the global batch's mean (built-in Keras losses do the same).
+        replica_scale = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+        adv_weight = self.current_adv_weight()
+
+        with tf.GradientTape() as f_tape:
+            # One forward pass of F over both batches, split afterwards.
+            features = self.embed(tf.concat([triplet_images, camera_images], axis=0), training=True)
+            triplet_features, camera_features = features[:num_triplet], features[num_triplet:]
+            triplet_loss = losses.batch_hard_triplet_loss(
+                triplet_features, data["triplet_ids"], data["triplet_camids"], self.margin
+            )
+            with f_tape.stop_recording():
+                d_loss, d_accuracy = self._discriminator_step(camera_features, camera_camids, replica_scale)
+            # F's step sees the D just updated, as in a GAN's alternating updates (Eq. 14, 15).
+            adv_loss, f_adv_term = self._adversarial_term(camera_features, camera_camids, adv_weight)
+            loss = triplet_loss + f_adv_term  # Eq. 13
+            scaled_loss = loss * replica_scale
+        variables = self.encoder.trainable_variables
+        self.f_optimizer.apply(f_tape.gradient(scaled_loss, variables), variables)
+
+        values = {
+            "loss": loss,
+            "triplet_loss": triplet_loss,
+            "d_loss": d_loss,
+            "adv_loss": adv_loss,
+            "d_accuracy": d_accuracy,
+            "adv_weight": adv_weight,
+        }
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _discriminator_step(
+        self, camera_features: tf.Tensor, camids: tf.Tensor, replica_scale: float
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """min_D L_MCAL-D (Eq. 1) on features detached from F; returns the loss and D's camera accuracy."""
+        detached = tf.stop_gradient(camera_features)
+        with tf.GradientTape() as d_tape:
+            logits = self.discriminator(detached, training=True)
+            d_loss = losses.camera_cross_entropy(logits, camids)
+            scaled = d_loss * replica_scale
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply(d_tape.gradient(scaled, variables), variables)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(predicted, tf.cast(tf.reshape(camids, [-1]), tf.int32)), tf.float32))
+        return d_loss, accuracy
+
+    def _adversarial_term(
+        self, camera_features: tf.Tensor, camids: tf.Tensor, adv_weight: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(L_MCAL-F as reported, its contribution to F's objective) for the scheme; only F's gradient is used."""
+        if self.scheme == "grl":
+            # Eq. 14: D's cross-entropy reaches F through the GRL, reversed and scaled by λ.
+            logits = self.discriminator(gradient_reversal(camera_features, adv_weight), training=False)
+            adv_loss = losses.camera_cross_entropy(logits, camids)
+            return adv_loss, adv_loss
+        if self.scheme == "oce":
+            adv_loss = losses.oce_loss(self.discriminator(camera_features, training=False), camids)  # Eq. 9-10
+            return adv_loss, adv_weight * adv_loss
+        if self.scheme == "ace":
+            adv_loss = losses.ace_loss(self.discriminator(camera_features, training=False))  # Eq. 4
+            return adv_loss, adv_weight * adv_loss
+        zero = tf.constant(0.0)
+        return zero, zero  # "only L_Triplet": D still trains, so its accuracy measures camera alignment

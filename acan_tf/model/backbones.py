@@ -1,0 +1,132 @@
+"""Backbone registry: name → a Keras model from pixels to a feature map, and the input normalisation it expects."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import keras
+import numpy as np
+
+# Input normalisation styles, applied inside the encoder so that callers (and exports) feed raw RGB pixels.
+# "caffe": BGR with the ImageNet mean removed (Keras ResNet-50 weights); "tf": scaled to [-1, 1]
+# (Keras MobileNetV3 weights); "imagenet": RGB standardised by the ImageNet mean and std.
+NORMALISATIONS = {
+    "caffe": dict(mean=(123.68, 116.779, 103.939), std=(1.0, 1.0, 1.0), bgr=True),
+    "tf": dict(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), bgr=False),
+    "imagenet": dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), bgr=False),
+}
+
+
+class BackboneError(ValueError):
+    """An unknown backbone or unusable backbone weights; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and where its ImageNet weights live."""
+
+    build: Callable[[tuple[int, int, int], str | None], keras.Model]
+    normalisation: str
+    imagenet_file: str | None  # the Keras cache file name of the include_top=False weights
+
+
+def _resnet50(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
+
+
+def _mobilenet_v3(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    return keras.applications.MobileNetV3Small(
+        include_top=False, weights=weights, input_shape=input_shape, include_preprocessing=False
+    )
+
+
+def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    """Four stride-2 conv blocks (32→256 channels): a CPU-friendly backbone for tests and the synthetic benchmark."""
+    if weights is not None:
+        raise BackboneError("--backbone=tiny has no pretrained weights; use --backbone_weights=none")
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for index, filters in enumerate((32, 64, 128, 256)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
+        x = keras.layers.ReLU(name=f"relu{index}")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}b")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{index}b")(x)
+        x = keras.layers.ReLU(name=f"relu{index}b")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet50": BackboneSpec(_resnet50, "caffe", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "mobilenet_v3": BackboneSpec(
+        _mobilenet_v3, "tf", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    ),
+    "tiny": BackboneSpec(_tiny, "imagenet", None),
+}
+
+
+def keras_cache_dir() -> str:
+    """The folder where Keras keeps downloaded weights ($KERAS_HOME/models, default ~/.keras/models)."""
+    return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
+
+
+def resolve_weights(name: str, weights: str) -> str | None:
+    """The weights file to load for `--backbone_weights` ('none', 'imagenet' or a path), or None."""
+    spec = get_spec(name)
+    if weights in ("", "none"):
+        return None
+    if weights == "imagenet":
+        if spec.imagenet_file is None:
+            raise BackboneError(f"--backbone={name} has no ImageNet weights; use --backbone_weights=none")
+        path = os.path.join(keras_cache_dir(), spec.imagenet_file)
+        if not os.path.isfile(path):
+            raise BackboneError(
+                f"--backbone_weights=imagenet: {path} not found and this machine may be offline. "
+                f"Download {spec.imagenet_file} (Keras applications, include_top=False) on a machine with "
+                f"internet access and copy it to {keras_cache_dir()}/, or pass its path as "
+                f"--backbone_weights=/path/to/{spec.imagenet_file}"
+            )
+        return path
+    if not os.path.isfile(weights):
+        raise BackboneError(
+            f"--backbone_weights={weights!r}: no such file; expected 'none', 'imagenet' or the path of a "
+            f"Keras .h5 weights file for {name} without its classifier (include_top=False)"
+        )
+    return weights
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The registry entry for a backbone name."""
+    if name not in BACKBONES:
+        raise BackboneError(f"--backbone={name!r}: unknown backbone; choices: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name]
+
+
+def build_backbone(name: str, input_shape: tuple[int, int, int], weights: str = "none") -> keras.Model:
+    """A backbone from pixels (already normalised) to its last feature map."""
+    path = resolve_weights(name, weights)
+    return get_spec(name).build(input_shape, path)
+
+
+@keras.saving.register_keras_serializable(package="acan_tf")
+class PixelNormalization(keras.layers.Layer):
+    """Maps raw RGB pixels in [0, 255] to the backbone's expected input (see NORMALISATIONS)."""
+
+    def __init__(self, style: str, **kwargs):
+        super().__init__(**kwargs)
+        if style not in NORMALISATIONS:
+            raise BackboneError(f"unknown normalisation {style!r}; choices: {sorted(NORMALISATIONS)}")
+        self.style = style
+        values = NORMALISATIONS[style]
+        self._mean = np.asarray(values["mean"], dtype="float32")
+        self._std = np.asarray(values["std"], dtype="float32")
+        self._bgr = values["bgr"]
+
+    def call(self, pixels):
+        x = (pixels - self._mean) / self._std
+        return x[..., ::-1] if self._bgr else x
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "style": self.style}
