@@ -1,0 +1,297 @@
+"""Re-ID ranking metrics (CMC, mAP, mINP) under the Market-1501 protocol, exact and without sorting rows.
+
+Protocol (torchreid's `eval_market1501`): for each query, gallery entries with the query's identity
+AND camera are ignored; a query with no remaining true match is skipped; ties in distance are broken
+by gallery order (as `np.argsort(kind="stable")` would). With the 1-based ranks r_1 < ... < r_M of a
+valid query's M true matches among its kept gallery entries:
+
+    AP   = 1/M * sum_t t / r_t          (precision at each match, averaged)
+    INP  = M / r_M                      (mINP averages it)
+    CMC@k is the fraction of valid queries with r_1 <= k.
+
+Only the ranks of the true matches matter, so no gallery row is sorted: the rank of a match is the
+number of kept entries that precede it in (distance, gallery index) order, plus one. Each block of
+queries is scanned once for the entries no farther than the query's last match; each of those is
+placed among the (few) sorted match distances with a binary search, and counting the entries per gap
+between consecutive matches gives every rank. The cost is one pass over the distances plus a search
+per entry closer than the query's last match: a small part of the gallery for a trained model; for
+random features (matches spread down the whole list) it approaches the time of a full argsort.
+
+`evaluate_features` never holds the whole distance matrix: it computes `chunk_size` query rows at a
+time (default: as many as fit in 256 MiB) with one matrix product each, through the same
+`pairwise_distance` computation, so its results equal `evaluate(pairwise_distance(q, g, metric))` up
+to the rounding of the matrix product (which BLAS may vary with the chunk's shape). "euclidean" is the
+true Euclidean distance; "cosine" is 1 - the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRICS = ("euclidean", "cosine")
+
+# A chunk of the distance matrix evaluate_features holds at once.
+_CHUNK_BYTES = 256 * 2**20
+# Queries are ranked in blocks of about this many distances: small enough for the scan's
+# temporaries to stay in cache, large enough for the per-block numpy calls not to dominate.
+_BLOCK_ELEMENTS = 2**20
+
+
+def evaluate(
+    distmat: np.ndarray,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_camids: np.ndarray,
+    max_rank: int = 50,
+) -> dict:
+    """mAP, CMC, mINP and query counts for a query x gallery distance matrix (Market-1501 protocol)."""
+    distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}")
+    if not np.issubdtype(distmat.dtype, np.floating):
+        distmat = distmat.astype(np.float64)  # the ranking marks "no match" with -inf
+    ids = _validate_ids(q_pids, g_pids, q_camids, g_camids, distmat.shape[0], distmat.shape[1], "distmat")
+    _validate_max_rank(max_rank)
+    ranker = _MatchRanker(*ids)
+    block_rows = _block_rows(distmat.shape[1])
+    for start in range(0, distmat.shape[0], block_rows):
+        ranker.add_block(start, np.ascontiguousarray(distmat[start : start + block_rows]), "distmat")
+    return ranker.summary(max_rank)
+
+
+def evaluate_features(
+    q_feats: np.ndarray,
+    g_feats: np.ndarray,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_camids: np.ndarray,
+    metric: str = "euclidean",
+    max_rank: int = 50,
+    chunk_size: int | None = None,
+) -> dict:
+    """`evaluate` on `pairwise_distance(q_feats, g_feats, metric)`, computed chunk by chunk of queries."""
+    q_feats = _validate_features(q_feats, "q_feats")
+    g_feats = _validate_features(g_feats, "g_feats")
+    if q_feats.shape[1] != g_feats.shape[1]:
+        raise ValueError(
+            f"q_feats and g_feats have different feature dimensions: {q_feats.shape[1]} and {g_feats.shape[1]}"
+        )
+    ids = _validate_ids(q_pids, g_pids, q_camids, g_camids, len(q_feats), len(g_feats), "q_feats/g_feats")
+    _validate_max_rank(max_rank)
+    if chunk_size is None:
+        chunk_size = max(1, _CHUNK_BYTES // (len(g_feats) * np.result_type(q_feats, g_feats, np.float32).itemsize))
+    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    gallery = _prepare(g_feats, metric, "g_feats")
+    queries = _prepare(q_feats, metric, "q_feats")
+    ranker = _MatchRanker(*ids)
+    block_rows = _block_rows(len(g_feats))
+    for chunk_start in range(0, len(q_feats), chunk_size):
+        chunk = _distances(_rows(queries, chunk_start, chunk_start + chunk_size), gallery, metric)
+        for start in range(0, len(chunk), block_rows):
+            ranker.add_block(chunk_start + start, chunk[start : start + block_rows], "distances")
+        del chunk  # free this chunk before the next one is computed
+    return ranker.summary(max_rank)
+
+
+def pairwise_distance(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> np.ndarray:
+    """Distances between the rows of a and of b: Euclidean, or cosine (1 - cosine similarity)."""
+    a = _validate_features(a, "a")
+    b = _validate_features(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b have different feature dimensions: {a.shape[1]} and {b.shape[1]}")
+    return _distances(_prepare(a, metric, "a"), _prepare(b, metric, "b"), metric)
+
+
+def _prepare(feats: np.ndarray, metric: str, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features ready for the distance product: unit rows for cosine, else the rows and squared norms."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    feats = feats.astype(np.result_type(feats, np.float32), copy=False)
+    norms_sq = np.einsum("ij,ij->i", feats, feats)
+    if metric == "euclidean":
+        return feats, norms_sq
+    if not np.all(norms_sq > 0):
+        raise ValueError(f"{name} has all-zero rows (e.g. row {int(np.argmin(norms_sq))}); cosine is undefined")
+    return feats / np.sqrt(norms_sq)[:, None], None
+
+
+def _rows(prepared: tuple[np.ndarray, np.ndarray | None], start: int, stop: int):
+    """Rows start:stop of prepared features."""
+    feats, norms_sq = prepared
+    return feats[start:stop], None if norms_sq is None else norms_sq[start:stop]
+
+
+def _distances(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str):
+    """Distance matrix between prepared features, computed in place around one matrix product."""
+    (a_feats, a_norms_sq), (b_feats, b_norms_sq) = a, b
+    dist = a_feats @ b_feats.T
+    if metric == "cosine":
+        return np.subtract(1, dist, out=dist)
+    dist *= -2
+    dist += a_norms_sq[:, None]
+    dist += b_norms_sq[None, :]
+    # Rounding can leave tiny negatives where the true distance is 0.
+    np.maximum(dist, 0, out=dist)
+    return np.sqrt(dist, out=dist)
+
+
+class _MatchRanker:
+    """Collects the ranks of every query's true matches, block of queries by block, then summarises them."""
+
+    def __init__(self, q_pids, g_pids, q_camids, g_camids):
+        self.num_queries, self.num_gallery = len(q_pids), len(g_pids)
+        # Every (query, gallery) pair sharing an identity, in query order: the true matches
+        # (other camera) and the ignored entries (same camera). There are few, so no dense mask.
+        order = np.argsort(g_pids, kind="stable")
+        first = np.searchsorted(g_pids[order], q_pids, side="left")
+        counts = np.searchsorted(g_pids[order], q_pids, side="right") - first
+        rows, positions = _concatenated_ranges(first, counts)
+        cols = order[positions]
+        cross = g_camids[cols] != q_camids[rows]
+        if not cross.any():
+            raise ValueError(
+                f"no query has a cross-camera match in the gallery: each of the {self.num_queries} queries' "
+                "identities is absent from the gallery or appears there only in the query's own camera"
+            )
+        self.match_rows, self.match_cols = rows[cross], cols[cross]
+        self.junk_rows, self.junk_cols = rows[~cross], cols[~cross]
+        self.ranked_rows: list[np.ndarray] = []
+        self.ranks: list[np.ndarray] = []
+
+    def add_block(self, start: int, block: np.ndarray, name: str) -> None:
+        """Rank the matches of queries start:start+len(block), whose distances are `block` (C-contiguous)."""
+        # max() propagates NaN and catches +Inf; a -Inf is always a candidate, checked there.
+        if not np.isfinite(block.max()):
+            _raise_not_finite(block, start, name)
+        stop = start + len(block)
+        match = slice(*np.searchsorted(self.match_rows, [start, stop]))
+        junk = slice(*np.searchsorted(self.junk_rows, [start, stop]))
+        rows, cols = self.match_rows[match] - start, self.match_cols[match]
+        values = block[rows, cols]
+        order = np.lexsort((cols, values, rows))
+        rows, cols, values = rows[order], cols[order], values[order]
+        bounds = np.searchsorted(rows, np.arange(len(block) + 1))  # each query's matches
+
+        junk_rows, junk_cols = self.junk_rows[junk] - start, self.junk_cols[junk]
+        e_rows, e_cols, e_values = _candidates(block, values, bounds, junk_rows, junk_cols)
+        if not np.all(np.isfinite(e_values)):
+            _raise_not_finite(block, start, name)
+        gap = _gap_of_candidates(e_rows, e_cols, e_values, rows, cols, values, bounds, block.shape[1])
+        # Candidates per gap (query r owns the gaps bounds[r] + r ... bounds[r + 1] + r), cumulated:
+        # a match's rank counts the candidates up to and including its own gap.
+        cumulated = np.cumsum(np.bincount(gap, minlength=len(values) + len(block)))
+        row_first_gap = bounds[rows] + rows
+        before_row = np.where(row_first_gap > 0, cumulated[row_first_gap - 1], 0)
+        self.ranks.append(cumulated[np.arange(len(values)) + rows] - before_row)
+        self.ranked_rows.append(rows + start)
+
+    def summary(self, max_rank: int) -> dict:
+        """The metrics over the valid queries of every block added."""
+        rows = np.concatenate(self.ranked_rows)
+        ranks = np.concatenate(self.ranks)
+        num_matches = np.bincount(rows, minlength=self.num_queries)
+        valid = num_matches > 0
+        num_valid = int(valid.sum())
+        first = np.cumsum(num_matches) - num_matches
+        position = np.arange(len(ranks)) - first[rows] + 1
+        ap = np.bincount(rows, weights=position / ranks, minlength=self.num_queries)[valid] / num_matches[valid]
+        first_rank = ranks[first[valid]]
+        last_rank = ranks[first[valid] + num_matches[valid] - 1]
+        max_rank = min(max_rank, self.num_gallery)
+        hits = np.bincount(np.minimum(first_rank, max_rank + 1), minlength=max_rank + 2)[1 : max_rank + 1]
+        return {
+            "mAP": float(ap.mean()),
+            "cmc": np.cumsum(hits) / num_valid,
+            "mINP": float(np.mean(num_matches[valid] / last_rank)),
+            "num_valid_queries": num_valid,
+            "num_skipped_queries": self.num_queries - num_valid,
+        }
+
+
+def _candidates(block, values, bounds, junk_rows, junk_cols):
+    """Rows, columns and distances of the kept entries no farther than their query's last match."""
+    # Only these can precede a match; query r's matches are values[bounds[r]:bounds[r + 1]], sorted.
+    has_match = bounds[1:] > bounds[:-1]
+    last = np.full(len(block), -np.inf, dtype=block.dtype)
+    last[has_match] = values[bounds[1:][has_match] - 1]
+    candidate = block <= last[:, None]
+    candidate[junk_rows, junk_cols] = False
+    flat = np.flatnonzero(candidate)
+    e_rows = flat // block.shape[1]
+    return e_rows, flat - e_rows * block.shape[1], block.ravel()[flat]
+
+
+def _gap_of_candidates(e_rows, e_cols, e_values, rows, cols, values, bounds, num_gallery):
+    """Per candidate: index of the first sorted match it precedes, plus its row (each row has a last gap)."""
+    gap = np.empty(len(e_rows), dtype=np.int64)
+    e_bounds = np.searchsorted(e_rows, np.arange(len(bounds)))
+    # A binary search among the query's few match distances; queries without matches have no candidates.
+    for r in np.flatnonzero(bounds[1:] > bounds[:-1]):
+        entries = slice(e_bounds[r], e_bounds[r + 1])
+        gap[entries] = bounds[r] + values[bounds[r] : bounds[r + 1]].searchsorted(e_values[entries])
+    # A candidate at exactly a match's distance precedes it only if earlier in the gallery: place
+    # those by (first index of the group of equal match distances, gallery index).
+    tied = np.flatnonzero(values[gap] == e_values)
+    group_start = np.arange(len(values))
+    group_start[1:][(rows[1:] == rows[:-1]) & (values[1:] == values[:-1])] = 0
+    group_start = np.maximum.accumulate(group_start)
+    gap[tied] = np.searchsorted(group_start * num_gallery + cols, gap[tied] * num_gallery + e_cols[tied])
+    return gap + e_rows
+
+
+def _concatenated_ranges(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For the ranges starts[i] : starts[i] + sizes[i] laid end to end: each element's range i and value."""
+    owner = np.repeat(np.arange(len(sizes)), sizes)
+    return owner, np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(len(owner))
+
+
+def _raise_not_finite(block: np.ndarray, start: int, name: str) -> None:
+    """Raise the error naming the first NaN or Inf of a block of distances."""
+    row, col = np.argwhere(~np.isfinite(block))[0]
+    raise ValueError(f"{name} contains NaN or Inf (query {start + row}, gallery {col})")
+
+
+def _block_rows(num_gallery: int) -> int:
+    """Queries per ranking block."""
+    return max(1, _BLOCK_ELEMENTS // num_gallery)
+
+
+def _validate_ids(q_pids, g_pids, q_camids, g_camids, num_queries: int, num_gallery: int, source: str):
+    """The four id arrays as 1-D arrays, checked against the query and gallery sizes of `source`."""
+    arrays = []
+    for name, ids, expected, side in (
+        ("q_pids", q_pids, num_queries, "queries"),
+        ("g_pids", g_pids, num_gallery, "gallery entries"),
+        ("q_camids", q_camids, num_queries, "queries"),
+        ("g_camids", g_camids, num_gallery, "gallery entries"),
+    ):
+        ids = np.asarray(ids)
+        if ids.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {ids.shape}")
+        if len(ids) != expected:
+            raise ValueError(f"{name} has length {len(ids)} but {source} has {expected} {side}")
+        arrays.append(ids)
+    if num_queries == 0 or num_gallery == 0:
+        raise ValueError(f"empty input: {num_queries} queries and {num_gallery} gallery entries in {source}")
+    return arrays
+
+
+def _validate_features(feats: np.ndarray, name: str) -> np.ndarray:
+    """A non-empty, finite 2-D feature array."""
+    feats = np.asarray(feats)
+    if feats.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples x feature dimensions), got shape {feats.shape}")
+    if feats.size == 0:
+        raise ValueError(f"{name} is empty (shape {feats.shape})")
+    if not np.all(np.isfinite(feats)):
+        raise ValueError(f"{name} contains NaN or Inf (row {int(np.argwhere(~np.isfinite(feats))[0, 0])})")
+    return feats
+
+
+def _validate_max_rank(max_rank: int) -> None:
+    """max_rank must be a positive integer."""
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")

@@ -1,0 +1,211 @@
+"""Tests of the Re-ID metrics: hand-worked cases, a direct torchreid-style reference, chunked features."""
+
+import numpy as np
+import pytest
+
+from acan_tf.evaluation import metrics
+from acan_tf.evaluation.metrics import evaluate, evaluate_features, pairwise_distance
+
+
+def reference_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
+    """torchreid's eval_market1501 written out directly, with a stable sort for ties."""
+    max_rank = min(max_rank, distmat.shape[1])
+    order = np.argsort(distmat, axis=1, kind="stable")
+    all_cmc, all_ap, all_inp = [], [], []
+    for q in range(len(distmat)):
+        ranked_pids, ranked_cams = g_pids[order[q]], g_camids[order[q]]
+        keep = ~((ranked_pids == q_pids[q]) & (ranked_cams == q_camids[q]))
+        raw_cmc = (ranked_pids[keep] == q_pids[q]).astype(np.int64)
+        if not raw_cmc.any():
+            continue
+        hits = raw_cmc.cumsum()
+        last = np.flatnonzero(raw_cmc).max()
+        all_inp.append(hits[last] / (last + 1.0))
+        # Fewer kept entries than max_rank: the query has matched by then, so its CMC stays 1.
+        cmc = np.ones(max_rank)
+        cmc[: min(max_rank, len(hits))] = np.minimum(hits, 1)[:max_rank]
+        all_cmc.append(cmc)
+        precision = hits / np.arange(1, len(hits) + 1)
+        all_ap.append((precision * raw_cmc).sum() / raw_cmc.sum())
+    if not all_ap:
+        return {"num_valid_queries": 0}
+    return {
+        "mAP": np.mean(all_ap),
+        "cmc": np.mean(all_cmc, axis=0),
+        "mINP": np.mean(all_inp),
+        "num_valid_queries": len(all_ap),
+        "num_skipped_queries": len(distmat) - len(all_ap),
+    }
+
+
+def assert_same_metrics(result, expected):
+    assert result["num_valid_queries"] == expected["num_valid_queries"]
+    assert result["num_skipped_queries"] == expected["num_skipped_queries"]
+    assert result["mAP"] == pytest.approx(expected["mAP"], abs=1e-12)
+    assert result["mINP"] == pytest.approx(expected["mINP"], abs=1e-12)
+    np.testing.assert_allclose(result["cmc"], expected["cmc"], atol=1e-12)
+
+
+def random_case(rng, num_query, num_gallery, num_pids, num_cams, max_distance):
+    """Random ids and integer-valued distances, so ties and skipped queries are frequent."""
+    return (
+        rng.integers(0, max_distance + 1, (num_query, num_gallery)).astype(np.float32),
+        rng.integers(0, num_pids, num_query),
+        rng.integers(0, num_pids, num_gallery),
+        rng.integers(0, num_cams, num_query),
+        rng.integers(0, num_cams, num_gallery),
+    )
+
+
+# Gallery: pid 1 cam 0 | pid 2 cam 1 | pid 1 cam 1 | pid 1 cam 2 | pid 3 cam 0
+HAND_G_PIDS = np.array([1, 2, 1, 1, 3])
+HAND_G_CAMS = np.array([0, 1, 1, 2, 0])
+
+
+def test_hand_worked_case():
+    distmat = np.array(
+        [
+            # pid 1 cam 0: entry 0 is ignored (same camera); kept order 1, 2*, 4, 3* -> ranks 2, 4.
+            [0.1, 0.2, 0.3, 0.5, 0.4],
+            # pid 4: not in the gallery -> skipped.
+            [0.1, 0.2, 0.3, 0.4, 0.5],
+            # pid 3 cam 1: all tied, gallery order puts its match (entry 4) at rank 5.
+            [0.3, 0.3, 0.3, 0.3, 0.3],
+        ]
+    )
+    result = evaluate(distmat, np.array([1, 4, 3]), HAND_G_PIDS, np.array([0, 0, 1]), HAND_G_CAMS)
+    assert result["num_valid_queries"] == 2
+    assert result["num_skipped_queries"] == 1
+    assert result["mAP"] == pytest.approx(((1 / 2 + 2 / 4) / 2 + 1 / 5) / 2)
+    assert result["mINP"] == pytest.approx((2 / 4 + 1 / 5) / 2)
+    # max_rank=50 is clipped to the 5 gallery entries.
+    np.testing.assert_allclose(result["cmc"], [0, 0.5, 0.5, 0.5, 1])
+
+
+def test_ties_broken_by_gallery_order():
+    # Entry 0 is the query's own camera and ignored. Kept order: 3* (0.0), then the tie at 0.1 in
+    # gallery order 1, 2*, 4, so the matches (3 and 2) rank 1 and 3.
+    distmat = np.array([[0.2, 0.1, 0.1, 0.0, 0.1]])
+    result = evaluate(distmat, np.array([1]), HAND_G_PIDS, np.array([0]), HAND_G_CAMS, max_rank=3)
+    assert result["mAP"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert result["mINP"] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(result["cmc"], [1, 1, 1])
+
+
+@pytest.mark.parametrize("block_elements", [1, 7, 64, 2**20])
+def test_matches_reference_on_random_cases_with_ties(monkeypatch, block_elements):
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", block_elements)
+    rng = np.random.default_rng(block_elements)
+    for _ in range(25):
+        case = random_case(
+            rng,
+            num_query=int(rng.integers(1, 30)),
+            num_gallery=int(rng.integers(1, 60)),
+            num_pids=int(rng.integers(1, 8)),
+            num_cams=int(rng.integers(2, 9)),
+            max_distance=int(rng.integers(0, 6)),
+        )
+        max_rank = int(rng.integers(1, 70))
+        expected = reference_evaluate(*case, max_rank=max_rank)
+        if expected["num_valid_queries"] == 0:
+            with pytest.raises(ValueError, match="no query has a cross-camera match"):
+                evaluate(*case, max_rank=max_rank)
+        else:
+            assert_same_metrics(evaluate(*case, max_rank=max_rank), expected)
+
+
+def test_matches_reference_on_float_distances_with_skips():
+    rng = np.random.default_rng(0)
+    distmat, q_pids, g_pids, q_cams, g_cams = random_case(rng, 40, 300, 30, 6, 1)
+    distmat = rng.random(distmat.shape)
+    result = evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    assert len(result["cmc"]) == 20
+    assert_same_metrics(result, reference_evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20))
+
+
+def test_pairwise_distance_matches_direct_computation():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((7, 5)), rng.standard_normal((9, 5))
+    direct = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2))
+    np.testing.assert_allclose(pairwise_distance(a, b), direct, atol=1e-6)
+    unit_a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    unit_b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(pairwise_distance(a, b, "cosine"), 1 - unit_a @ unit_b.T, atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("chunk_size", [1, 3, 16, None])
+def test_evaluate_features_equals_dense_evaluate(monkeypatch, metric, chunk_size):
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", 100)
+    rng = np.random.default_rng(7)
+    # Four entries of +-1 in 6 dimensions: every row has norm 2, so products are exact before and
+    # after normalising, chunking (which may change the BLAS kernel) cannot change a distance,
+    # and ties abound.
+    q_feats, g_feats = (
+        rng.permuted(np.repeat([[1, 1, 1, 1, 0, 0]], n, axis=0) * rng.choice([-1, 1], (n, 6)), axis=1)
+        .astype(np.float32)
+        for n in (20, 90)
+    )
+    ids = (rng.integers(0, 10, 20), rng.integers(0, 10, 90), rng.integers(0, 4, 20), rng.integers(0, 4, 90))
+    chunked = evaluate_features(q_feats, g_feats, *ids, metric=metric, max_rank=10, chunk_size=chunk_size)
+    dense = pairwise_distance(q_feats, g_feats, metric)
+    assert_same_metrics(chunked, evaluate(dense, *ids, max_rank=10))
+    assert_same_metrics(chunked, reference_evaluate(dense, *ids, max_rank=10))
+
+
+def test_default_chunk_is_bounded(monkeypatch):
+    monkeypatch.setattr(metrics, "_CHUNK_BYTES", 4 * 50 * 3)  # three float32 rows of 50
+    seen = []
+    real_distances = metrics._distances
+
+    def recording_distances(*args):
+        seen.append(real_distances(*args))
+        return seen[-1]
+
+    monkeypatch.setattr(metrics, "_distances", recording_distances)
+    rng = np.random.default_rng(3)
+    evaluate_features(
+        rng.standard_normal((10, 4)).astype(np.float32),
+        rng.standard_normal((50, 4)).astype(np.float32),
+        np.arange(10) % 5, np.arange(50) % 5, np.zeros(10, int), np.ones(50, int),
+    )
+    assert [chunk.shape for chunk in seen] == [(3, 50), (3, 50), (3, 50), (1, 50)]
+
+
+IDS = (np.array([1, 2]), np.array([1, 2, 3]), np.array([0, 0]), np.array([1, 1, 1]))
+
+
+@pytest.mark.parametrize(
+    "distmat, ids, message",
+    [
+        (np.zeros((2, 3)), (np.array([1, 2, 3]),) + IDS[1:], "q_pids has length 3 but distmat has 2 queries"),
+        (np.zeros((2, 3)), IDS[:3] + (np.array([1, 1]),), "g_camids has length 2 but distmat has 3 gallery"),
+        (np.zeros((2, 3, 1)), IDS, "distmat must be 2-D"),
+        (np.zeros((0, 3)), (np.array([], int),) + IDS[1:2] + (np.array([], int),) + IDS[3:], "empty input"),
+        (np.array([[0, np.nan, 0], [0, 0, 0]]), IDS, r"NaN or Inf \(query 0, gallery 1\)"),
+        (np.array([[0, 0, 0], [0, 0, -np.inf]]), IDS, r"NaN or Inf \(query 1, gallery 2\)"),
+        (np.zeros((2, 3)), IDS[:1] + (np.array([5, 6, 7]),) + IDS[2:], "no query has a cross-camera match"),
+    ],
+)
+def test_evaluate_rejects_bad_input(distmat, ids, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate(distmat, *ids)
+
+
+@pytest.mark.parametrize(
+    "q_feats, g_feats, kwargs, message",
+    [
+        (np.zeros((2, 4)), np.zeros((3, 5)), {}, "different feature dimensions: 4 and 5"),
+        (np.zeros((2, 4)), np.zeros((4, 4)), {}, "g_pids has length 3 but q_feats/g_feats has 4 gallery"),
+        (np.zeros((2, 4)), np.full((3, 4), np.inf), {}, "g_feats contains NaN or Inf"),
+        (np.zeros(4), np.zeros((3, 4)), {}, "q_feats must be 2-D"),
+        (np.zeros((0, 4)), np.zeros((3, 4)), {}, "q_feats is empty"),
+        (np.zeros((2, 4)), np.ones((3, 4)), {"metric": "cosine"}, "q_feats has all-zero rows"),
+        (np.zeros((2, 4)), np.ones((3, 4)), {"metric": "manhattan"}, "metric must be one of"),
+        (np.zeros((2, 4)), np.ones((3, 4)), {"chunk_size": 0}, "chunk_size must be a positive integer"),
+        (np.zeros((2, 4)), np.ones((3, 4)), {"max_rank": 0}, "max_rank must be a positive integer"),
+    ],
+)
+def test_evaluate_features_rejects_bad_input(q_feats, g_feats, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        evaluate_features(q_feats, g_feats, *IDS, **kwargs)
