@@ -1,0 +1,1 @@
+"""Deployment of a trained F: SavedModel for TF Serving and ONNX for the edge, each checked against Keras at export."""

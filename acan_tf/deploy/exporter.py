@@ -1,0 +1,99 @@
+"""Exports a training run's F: stage the version folder, write the formats, check them, write the card, rename."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+from absl import logging
+
+from acan_tf.deploy import parity
+from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, model_card
+from acan_tf.deploy.onnx_export import OPSET, write_onnx
+from acan_tf.deploy.serving import write_saved_model
+from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
+from acan_tf.io import write_json
+from acan_tf.model.restore import load_run, read_json
+
+FORMATS = ("saved_model", "onnx")
+SAVED_MODEL_TOLERANCE = 1e-5
+ONNX_TOLERANCE = 1e-4
+
+
+class ExportError(ValueError):
+    """An export option is unusable; the message names the flag."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Where an export went and its model card."""
+
+    path: str
+    version: int
+    card: dict
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The requested formats, in canonical order; unknown or no formats are an error."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ExportError(f"--formats={','.join(formats)}: expected one or more of {', '.join(FORMATS)}")
+    return tuple(name for name in FORMATS if name in formats)
+
+
+def final_metrics(run_dir: str) -> dict | None:
+    """The "final" metrics of the run's report.json, or None for a run that has not finished."""
+    path = os.path.join(run_dir, "report.json")
+    if not os.path.isfile(path):
+        logging.warning("%s not found: the model card will have no metrics", path)
+        return None
+    return read_json(path).get("final")
+
+
+def export_run(
+    run_dir: str,
+    output_dir: str,
+    model_name: str,
+    version: int | None = None,
+    formats: Sequence[str] = FORMATS,
+    checkpoint: str = "best",
+    opset: int = OPSET,
+    saved_model_tolerance: float = SAVED_MODEL_TOLERANCE,
+    onnx_tolerance: float = ONNX_TOLERANCE,
+) -> ExportResult:
+    """Writes OUT/NAME/VERSION (SavedModel files, model.onnx, model.json) only if every format matches Keras."""
+    formats = check_formats(formats)
+    check_model_name(model_name)
+    model_dir = os.path.join(output_dir, model_name)
+    version = resolve_version(model_dir, version)  # before the slow model loading: refuse early
+    config, acan, info = load_run(run_dir, checkpoint)
+    metrics = final_metrics(run_dir)
+    height, width = config.image_height, config.image_width
+    images, tracklets = parity.sample_inputs(height, width)
+    reference = {"images": parity.keras_embeddings(acan, images), "tracklets": parity.keras_embeddings(acan, tracklets)}
+
+    with staged_version(model_dir, version) as staging:
+        differences, tolerances = {}, {}
+        if "saved_model" in formats:
+            write_saved_model(acan, height, width, staging)
+            differences["saved_model"] = parity.saved_model_differences(staging, images, tracklets, reference)
+            tolerances["saved_model"] = saved_model_tolerance
+        if "onnx" in formats:
+            onnx_path = os.path.join(staging, ONNX_FILE)
+            write_onnx(acan, height, width, onnx_path, opset)
+            differences["onnx"] = parity.onnx_differences(onnx_path, images, tracklets, reference)
+            tolerances["onnx"] = onnx_tolerance
+        for name, values in differences.items():
+            parity.check_tolerance(name, values, tolerances[name])
+        export = {"model_name": model_name, "version": version, "formats": formats, "checkpoint": checkpoint,
+                  "run_dir": os.path.abspath(run_dir), "opset": opset}
+        figures = {
+            "reference": "the Keras model of the checkpoint (TensorFlow), L2-normalised",
+            "inputs": f"{len(images)} random uint8 images and {len(tracklets)} tracklets of {tracklets.shape[1]} frames (seed 0)",
+            "max_abs_difference": differences,
+            "tolerance": tolerances,
+        }
+        card = model_card(config, info, metrics, int(reference["images"].shape[1]), export, figures)
+        write_json(os.path.join(staging, MODEL_CARD), card)
+    return ExportResult(os.path.join(model_dir, str(version)), version, card)

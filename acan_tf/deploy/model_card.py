@@ -1,0 +1,96 @@
+"""model.json, the model card written beside each export: what goes in, what comes out, where it came from."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime
+import tensorflow as tf
+import tf2onnx
+
+import acan_tf
+from acan_tf.config import Config
+from acan_tf.deploy import serving
+from acan_tf.model.backbones import NORMALISATIONS, get_spec
+
+MODEL_CARD = "model.json"
+ONNX_FILE = "model.onnx"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that produced the export."""
+    return {
+        "acan_tf": acan_tf.__version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "tf2onnx": tf2onnx.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def model_card(
+    config: Config,
+    run_info: dict,
+    final_metrics: dict | None,
+    embedding_size: int,
+    export: dict,
+    parity: dict[str, float],
+) -> dict:
+    """The model card of one export; `export` describes it (name, version, formats, checkpoint, run_dir, opset)."""
+    height, width = config.image_height, config.image_width
+    style = get_spec(config.backbone).normalisation
+    files = {}
+    if "saved_model" in export["formats"]:
+        files["saved_model"] = {
+            "path": ".",
+            "signatures": {
+                serving.IMAGE_SIGNATURE: {"input": serving.IMAGES, "shape": [None, height, width, 3], "output": serving.EMBEDDINGS},
+                serving.TRACKLET_SIGNATURE: {"input": serving.TRACKLETS, "shape": [None, None, height, width, 3],
+                                             "output": serving.EMBEDDINGS},
+            },
+        }
+    if "onnx" in export["formats"]:
+        files["onnx"] = {
+            "path": ONNX_FILE,
+            "opset": export["opset"],
+            "input": serving.IMAGES,
+            "outputs": {serving.EMBEDDINGS: "L2-normalised, as serving_default",
+                        serving.FEATURES: "F(x) before normalisation; a tracklet's embedding is the L2-normalised mean "
+                                          "of its frames' features"},
+        }
+    return {
+        "name": export["model_name"],
+        "version": export["version"],
+        "formats": files,
+        "input": {
+            "name": serving.IMAGES,
+            "dtype": "uint8",
+            "shape": [None, height, width, 3],
+            "height": height,
+            "width": width,
+            "channels": "RGB",
+            "resize": f"clients resize every image to {height}x{width} (height x width) before sending it: bilinear, "
+                      f"half-pixel centres, no antialiasing (tf.image.resize's default, as in training), rounded to uint8",
+        },
+        "normalisation": {"style": style, **NORMALISATIONS[style], "in_graph": True},
+        "output": {"name": serving.EMBEDDINGS, "dtype": "float32", "shape": [None, embedding_size], "l2_normalised": True},
+        "embedding_size": embedding_size,
+        "backbone": config.backbone,
+        "dataset": run_info.get("dataset", config.dataset),
+        "scheme": config.scheme,
+        "adv_weight": config.adv_weight,
+        "checkpoint": export["checkpoint"],
+        "run_dir": export["run_dir"],
+        "metrics": final_metrics,
+        "versions": package_versions(),
+        "training_versions": run_info.get("versions"),
+        "parity": parity,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }

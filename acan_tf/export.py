@@ -1,0 +1,53 @@
+"""`python -m acan_tf.export`: exports a trained run's F as a TF Serving SavedModel and/or ONNX, checked against Keras.
+
+Layout: OUT/NAME/VERSION/ holds the SavedModel (saved_model.pb, variables/), model.onnx and model.json (the model card).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
+
+from absl import app, flags
+
+from acan_tf.config import ConfigError
+from acan_tf.deploy.exporter import FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, ExportError, export_run
+from acan_tf.deploy.onnx_export import OPSET
+from acan_tf.deploy.parity import ParityError
+from acan_tf.deploy.versioning import VersionError
+from acan_tf.model.restore import CHECKPOINTS, RunDirectoryError
+
+USER_ERRORS = (ConfigError, RunDirectoryError, ExportError, VersionError, ParityError)
+
+flags.DEFINE_string("run_dir", None, "Training run directory (config.json, run.json, checkpoints/).", required=True)
+flags.DEFINE_string("output_dir", None, "Model base folder: the export goes to OUTPUT_DIR/MODEL_NAME/VERSION.", required=True)
+flags.DEFINE_string("model_name", None, "Model name (TF Serving's model folder).", required=True)
+flags.DEFINE_integer("version", None, "Version folder; default: one more than the highest present. Never overwritten.")
+flags.DEFINE_list("formats", list(FORMATS), "Formats to export: saved_model, onnx.")
+flags.DEFINE_enum("checkpoint", "best", list(CHECKPOINTS), "Checkpoint of the run to export.")
+flags.DEFINE_integer("opset", OPSET, "ONNX opset.")
+flags.DEFINE_float("saved_model_tolerance", SAVED_MODEL_TOLERANCE, "Largest allowed |SavedModel − Keras| on sample inputs.")
+flags.DEFINE_float("onnx_tolerance", ONNX_TOLERANCE, "Largest allowed |ONNX Runtime − Keras| on sample inputs.")
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of the absl app."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    options = flags.FLAGS
+    try:
+        result = export_run(
+            options.run_dir, options.output_dir, options.model_name, options.version, options.formats,
+            options.checkpoint, options.opset, options.saved_model_tolerance, options.onnx_tolerance,
+        )
+    except USER_ERRORS as error:
+        sys.exit(f"acan_tf.export: error: {error}")
+    for name, values in result.card["parity"]["max_abs_difference"].items():
+        figures = ", ".join(f"{kind} {value:.2e}" for kind, value in values.items())
+        print(f"{name}: largest difference from Keras {figures} (tolerance {result.card['parity']['tolerance'][name]:g})")
+    print(f"exported {', '.join(result.card['formats'])} to {result.path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,39 @@
+"""Embeddings to answers: tracklet averaging, nearest gallery items, and the JSON lines the kit prints. Needs only numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean norm (the norm floored at 1e-12, as in training's evaluation)."""
+    return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
+
+
+def tracklet_embedding(frame_features: np.ndarray) -> np.ndarray:
+    """A tracklet's embedding [D]: the L2-normalised mean of its frames' unnormalised features [T, D]."""
+    return l2_normalize(frame_features.mean(axis=0))
+
+
+def top_matches(query: np.ndarray, gallery: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, Euclidean distances) [Q, k] of each query's k nearest gallery embeddings, nearest first."""
+    squared = (query**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2.0 * query @ gallery.T
+    distances = np.sqrt(np.maximum(squared, 0.0))
+    order = np.argsort(distances, axis=1, kind="stable")[:, :top_k]
+    return order, np.take_along_axis(distances, order, axis=1)
+
+
+def embedding_records(names: list[str], embeddings: np.ndarray) -> list[dict]:
+    """One {"item", "embedding"} record per item."""
+    return [{"item": name, "embedding": [float(v) for v in row]} for name, row in zip(names, embeddings)]
+
+
+def match_records(
+    query_names: list[str], query: np.ndarray, gallery_names: list[str], gallery: np.ndarray, top_k: int
+) -> list[dict]:
+    """One {"query", "matches": [{"item", "distance"}, ...]} record per query, nearest match first."""
+    order, distances = top_matches(query, gallery, top_k)
+    return [
+        {"query": name, "matches": [{"item": gallery_names[j], "distance": float(d)} for j, d in zip(row, dist)]}
+        for name, row, dist in zip(query_names, order, distances)
+    ]

@@ -1,0 +1,92 @@
+"""Edge runner: embeds images (or tracklets) with the exported ONNX model and ranks a gallery. Needs numpy, Pillow, onnxruntime.
+
+    python onnx_infer.py --model OUT/NAME/VERSION image.jpg            # one JSON line per image: its embedding
+    python onnx_infer.py --model OUT/NAME/VERSION folder/               # every image of the folder
+    python onnx_infer.py --model OUT/NAME/VERSION --gallery gallery/ query.jpg --top_k 5   # nearest gallery images
+    python onnx_infer.py --model OUT/NAME/VERSION --tracklets track1/ --gallery tracks/    # folders are tracklets
+
+Images are resized to the model's input size as in training (preprocess.py). A tracklet's embedding is the
+L2-normalised mean of its frames' features, as the SavedModel's embed_tracklets computes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import onnxruntime
+
+from matching import embedding_records, match_records, tracklet_embedding
+from preprocess import collect_items, gallery_items, load_image
+
+ONNX_FILE = "model.onnx"
+
+
+class OnnxEmbedder:
+    """The exported ONNX model: uint8 `images` [N, H, W, 3] → unnormalised `features` [N, D]."""
+
+    def __init__(self, path: str):
+        if os.path.isdir(path):
+            path = os.path.join(path, ONNX_FILE)
+        if not os.path.isfile(path):
+            raise ValueError(f"--model={path}: no such file; expected model.onnx or the export folder holding it")
+        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+        _, self.height, self.width, _ = self.input.shape
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """F(x) of a batch of uint8 images."""
+        return self.session.run(["features"], {self.input.name: images})[0]
+
+    def embed(self, items: list[tuple[str, list[str]]], batch_size: int = 32) -> np.ndarray:
+        """L2-normalised embeddings [len(items), D] of items (an image, or a tracklet's frames averaged)."""
+        frames = [path for _, paths in items for path in paths]
+        features = np.concatenate([
+            self.features(np.stack([load_image(p, self.height, self.width) for p in frames[start:start + batch_size]]))
+            for start in range(0, len(frames), batch_size)
+        ])
+        ends = np.cumsum([len(paths) for _, paths in items])
+        return np.stack([tracklet_embedding(part) for part in np.split(features, ends[:-1])])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", help="Image files or folders (queries when --gallery is given).")
+    parser.add_argument("--model", required=True, help="model.onnx, or the export folder OUT/NAME/VERSION holding it.")
+    parser.add_argument("--gallery", help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
+    parser.add_argument("--top_k", type=int, default=5, help="Matches printed per query.")
+    parser.add_argument("--tracklets", action="store_true", help="Every input folder, and every gallery sub-folder, is one tracklet.")
+    parser.add_argument("--batch_size", type=int, default=32, help="Images per ONNX Runtime call.")
+    args = parser.parse_args(argv)
+    if args.top_k < 1 or args.batch_size < 1:
+        parser.error("--top_k and --batch_size must be positive integers")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    """Prints one JSON line per input: its embedding, or its nearest gallery items."""
+    args = parse_args(argv)
+    try:
+        embedder = OnnxEmbedder(args.model)
+        queries = collect_items(args.inputs, args.tracklets)
+        query = embedder.embed(queries, args.batch_size)
+        names = [name for name, _ in queries]
+        if args.gallery:
+            gallery = gallery_items(args.gallery, args.tracklets)
+            records = match_records(names, query, [name for name, _ in gallery], embedder.embed(gallery, args.batch_size), args.top_k)
+        else:
+            records = embedding_records(names, query)
+    except ValueError as error:
+        print(f"onnx_infer: error: {error}", file=sys.stderr)
+        return 2
+    for record in records:
+        print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
