@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import uuid
 from typing import Any, Iterator
 
 
@@ -17,8 +17,8 @@ def atomic_path(path: str) -> Iterator[str]:
     base, extension = os.path.splitext(os.path.basename(path))
     if base.endswith(".weights"):  # Keras insists on the ".weights.h5" suffix
         base, extension = base[: -len(".weights")], ".weights" + extension
-    handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{extension}", dir=folder)
-    os.close(handle)
+    # A unique name that the writer creates itself, so the file gets the umask's usual permissions.
+    temporary = os.path.join(folder, f".{base}.{uuid.uuid4().hex}.tmp{extension}")
     try:
         yield temporary
         os.replace(temporary, path)
@@ -29,14 +29,14 @@ def atomic_path(path: str) -> Iterator[str]:
 
 def write_json(path: str, value: Any) -> None:
     """Writes `value` as indented JSON, atomically."""
-    with atomic_path(path) as temporary, open(temporary, "w") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         json.dump(value, handle, indent=2, sort_keys=True, default=_to_builtin)
         handle.write("\n")
 
 
 def write_text(path: str, text: str) -> None:
     """Writes `text`, atomically."""
-    with atomic_path(path) as temporary, open(temporary, "w") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
 
 

@@ -1,6 +1,6 @@
 """`python -m acan_tf.train`: trains ACAN (or the triplet-only baseline) and writes a run directory.
 
-Run directory: config.json, dataset.txt, checkpoints/{last,best}.weights.h5, logs/ (TensorBoard),
+Run directory: config.json, run.json (cameras, steps per epoch, versions), dataset.txt, checkpoints/{last,best}.weights.h5, logs/ (TensorBoard),
 report.json (config, versions, per-epoch and final metrics).
 """
 
@@ -91,6 +91,13 @@ def run(config: Config) -> dict:
     checkpoints = os.path.join(config.output_dir, "checkpoints")
     os.makedirs(checkpoints, exist_ok=True)
     write_json(os.path.join(config.output_dir, "config.json"), config.to_json())
+    write_json(os.path.join(config.output_dir, "run.json"), {
+        "camera_classes": {str(k): v for k, v in train.camera_classes.items()},
+        "steps_per_epoch": steps_per_epoch,
+        "dataset": dataset.name,
+        "is_video": dataset.is_video,
+        "versions": versions(),
+    })
     write_text(os.path.join(config.output_dir, "dataset.txt"), summary + "\n")
 
     def evaluate() -> dict:
@@ -106,7 +113,7 @@ def run(config: Config) -> dict:
         keras.callbacks.TensorBoard(os.path.join(config.output_dir, "logs"), update_freq=max(1, steps_per_epoch // 10)),
     ]
     try:
-        history = acan.fit(data, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=1)
+        history = acan.fit(data, epochs=config.epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=1, shuffle=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
         bad = find_unreadable(batches.paths.tolist())
         if not bad:

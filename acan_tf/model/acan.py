@@ -59,6 +59,7 @@ class ACAN(keras.Model):
         self.total_steps = int(total_steps)
         names = ("loss", "triplet_loss", "d_loss", "adv_loss", "d_accuracy", "adv_weight")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.built = True  # F and D are built functional models; nothing is left to infer from data
 
     def compile(self, f_optimizer: keras.optimizers.Optimizer, d_optimizer: keras.optimizers.Optimizer, **kwargs):
         """Sets F's and D's optimizers (built now, so that a tf.distribute scope owns their variables)."""
