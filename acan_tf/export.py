@@ -9,7 +9,7 @@ import sys
 
 import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from acan_tf.config import ConfigError
 from acan_tf.deploy.exporter import FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, ExportError, export_run
@@ -36,6 +36,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = flags.FLAGS
+    if not options["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines about writing the SavedModel bury the figures
     try:
         result = export_run(
             options.run_dir, options.output_dir, options.model_name, options.version, options.formats,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -127,6 +128,8 @@ def test_default_version_is_one_more_than_highest_and_existing_versions_are_refu
     os.makedirs(os.path.join(out, "acan", "0007"))  # TF Serving reads 0007 as version 7
     first = export_run(trained[0], out, "acan", formats=["saved_model"])
     assert (first.version, first.path) == (8, os.path.join(out, "acan", "8"))
+    # Readable like any folder the user makes (a TF Serving running as another user must read it).
+    assert stat.S_IMODE(os.stat(first.path).st_mode) == stat.S_IMODE(os.stat(os.path.join(out, "acan", "0007")).st_mode)
     with open(os.path.join(first.path, "model.json"), "rb") as handle:
         card = handle.read()
     for version, folder in ((8, "8"), (7, "0007")):

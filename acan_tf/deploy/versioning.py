@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
+import uuid
 from typing import Iterator
 
 
@@ -51,7 +51,10 @@ def staged_version(model_dir: str, version: int) -> Iterator[str]:
     created = [path for path in (os.path.dirname(os.path.abspath(model_dir)), os.path.abspath(model_dir))
                if not os.path.isdir(path)]
     os.makedirs(model_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir)
+    # os.mkdir, not tempfile.mkdtemp: the folder becomes the version folder and must get the usual permissions
+    # (mkdtemp's 0700 would hide the model from a TF Serving running as another user).
+    staging = os.path.join(model_dir, f".staging-{version}-{uuid.uuid4().hex[:8]}")
+    os.mkdir(staging)
     try:
         yield staging
         resolve_version(model_dir, version)  # another export may have taken the version meanwhile
