@@ -53,8 +53,7 @@ def list_images(folder: str) -> list[str]:
 
 
 def collect_items(paths: list[str], tracklets: bool = False) -> list[tuple[str, list[str]]]:
-    """(name, frame paths) of each item: an image file is one item; a folder holds one item per image,
-    or with `tracklets` is itself one item whose frames are its images."""
+    """(name, frame paths) per item: a file is one; a folder gives one per image, or with `tracklets` is one tracklet."""
     items = []
     for path in paths:
         if os.path.isfile(path):

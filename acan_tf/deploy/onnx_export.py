@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import onnx
 import onnxruntime
@@ -19,13 +17,11 @@ BATCH_DIMENSION = "batch"
 
 
 def write_onnx(acan: ACAN, height: int, width: int, path: str, opset: int = OPSET) -> None:
-    """Writes F as ONNX: uint8 `images` [N, H, W, 3] → `embeddings` [N, D] (as serving_default) and `features` [N, D].
-
-    `features` (F(x) before normalisation) lets a runner average a tracklet's frames exactly as embed_tracklets does.
-    """
+    """Writes F as ONNX: uint8 `images` [N, H, W, 3] → `embeddings` [N, D] (as serving_default) and `features` [N, D]."""
+    # `features`, F(x) before normalisation, lets an edge runner average a tracklet's frames exactly as
+    # embed_tracklets does (the mean of normalised embeddings would differ).
     spec = image_spec(height, width)
     function = tf.function(embedding_function(acan, with_features=True), input_signature=[spec])
-    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     model, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIMENSION  # tf2onnx names it "unk__NN"

@@ -35,10 +35,8 @@ def l2_normalize(features: tf.Tensor) -> tf.Tensor:
 
 
 def embedding_function(acan: ACAN, with_features: bool = False) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-    """uint8 images [N, H, W, 3] or tracklets [N, T, H, W, 3] → {"embeddings": [N, D]} (+ "features", F(x) unnormalised).
-
-    A tracklet's embedding normalises the mean of its frames' features, as evaluation does (temporal average pooling).
-    """
+    """uint8 images [N, H, W, 3] or tracklets [N, T, H, W, 3] → {"embeddings": [N, D]} (+ "features", F(x) unnormalised)."""
+    # ACAN.embed averages a tracklet's frame features before the normalisation, as evaluation does.
     size = acan.encoder.output_shape[-1]
 
     def embed(pixels: tf.Tensor) -> dict[str, tf.Tensor]:

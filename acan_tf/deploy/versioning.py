@@ -43,11 +43,9 @@ def resolve_version(model_dir: str, version: int | None) -> int:
 
 @contextlib.contextmanager
 def staged_version(model_dir: str, version: int) -> Iterator[str]:
-    """Yields an empty hidden folder inside `model_dir`, renamed to `model_dir/version` only if the block succeeds.
-
-    TF Serving loads only integer-named folders, so it never sees a model being written; on failure the staging
-    folder, and the folders this call created, are removed.
-    """
+    """Yields an empty hidden folder inside `model_dir`, renamed to `model_dir/version` only if the block succeeds."""
+    # TF Serving loads only integer-named folders, so it never sees a model being written; on failure the
+    # staging folder, and the folders this call created, are removed.
     created = [path for path in (os.path.dirname(os.path.abspath(model_dir)), os.path.abspath(model_dir))
                if not os.path.isdir(path)]
     os.makedirs(model_dir, exist_ok=True)
