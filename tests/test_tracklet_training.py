@@ -64,7 +64,7 @@ def test_training_batches_are_tracklets_of_t_frames(tmp_path):
     assert batch["triplet_images"].shape == (p * k, t, h, w, 3)
     assert batch["camera_images"].shape == (len(CAMERAS) * per_camera, t, h, w, 3)
     items, frames = batches.indices(0)
-    triplet_items, camera_items = items[: p * k], items[p * k:]
+    triplet_items = items[: p * k]
     np.testing.assert_array_equal(batch["triplet_ids"], batches.local_ids[triplet_items])
     assert len(set(batch["triplet_camids"].numpy())) == 1
     np.testing.assert_array_equal(np.bincount(batch["camera_camids"]), [per_camera] * len(CAMERAS))

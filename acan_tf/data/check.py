@@ -16,8 +16,7 @@ from absl import app, flags, logging
 from PIL import Image
 
 from acan_tf.data.datasets import DATASET_NAMES, DatasetError, load_dataset
-from acan_tf.data.datasets.layout import record_paths
-from acan_tf.data.records import ReIDDataset
+from acan_tf.data.records import ReIDDataset, frame_paths
 from acan_tf.data.summary import dropped_cameras, summarize
 
 # The formats tf.io.decode_image accepts (MPO is PIL's name for a JPEG with extra frames); PIL reads
@@ -58,7 +57,7 @@ def inspect_image(path: str) -> FileProblem | None:
 def dataset_paths(dataset: ReIDDataset) -> list[str]:
     """Every distinct image path of the three splits, in a stable order."""
     records = itertools.chain(dataset.train, dataset.query, dataset.gallery)
-    return list(dict.fromkeys(path for record in records for path in record_paths(record)))
+    return list(dict.fromkeys(path for record in records for path in frame_paths(record)))
 
 
 def find_file_problems(paths: Sequence[str], num_workers: int = 8, log_every: int = 10000) -> list[FileProblem]:

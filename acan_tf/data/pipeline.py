@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
-from acan_tf.data.records import Record, TrackletRecord
+from acan_tf.data.records import Record, TrackletRecord, frame_paths
 from acan_tf.data.sampling import CameraBatchSampler, TripletBatchSampler, choose_frames
 
 # Random erasing (Zhong et al., AAAI 2020) with its usual ranges: erased area and aspect ratio.
@@ -29,11 +29,6 @@ class Augmentation:
     flip: bool = True
     pad: int = 10
     random_erasing: float = 0.5
-
-
-def frame_paths(record: Record) -> tuple[str, ...]:
-    """The frame paths of a record: its image, or a tracklet's frames."""
-    return record.paths if isinstance(record, TrackletRecord) else (record.path,)
 
 
 def decode_image(path: tf.Tensor, height: int, width: int) -> tf.Tensor:

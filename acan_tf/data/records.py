@@ -27,6 +27,11 @@ class TrackletRecord:
 Record = Union[ImageRecord, TrackletRecord]
 
 
+def frame_paths(record: Record) -> tuple[str, ...]:
+    """The frame paths of a record: its image, or a tracklet's frames in order."""
+    return record.paths if isinstance(record, TrackletRecord) else (record.path,)
+
+
 @dataclasses.dataclass(frozen=True)
 class ReIDDataset:
     """A dataset's three splits; `num_cameras` counts the cameras of the whole dataset."""

@@ -7,8 +7,8 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from acan_tf.data.pipeline import frame_paths, inference_dataset
-from acan_tf.data.records import Record
+from acan_tf.data.pipeline import inference_dataset
+from acan_tf.data.records import Record, frame_paths
 
 
 def extract_features(

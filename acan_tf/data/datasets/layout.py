@@ -6,7 +6,7 @@ import os
 import re
 from typing import Iterable, Sequence
 
-from acan_tf.data.records import ImageRecord, Record, ReIDDataset
+from acan_tf.data.records import Record, ReIDDataset, frame_paths
 
 # Extensions of files that are images; anything else in an image folder (Thumbs.db, .txt) is ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -91,14 +91,9 @@ def read_lines(path: str) -> list[str]:
     return lines
 
 
-def record_paths(record: Record) -> tuple[str, ...]:
-    """The image paths of a record: its one image, or its tracklet's frames in order."""
-    return (record.path,) if isinstance(record, ImageRecord) else record.paths
-
-
 def sorted_records(records: Iterable[Record]) -> tuple[Record, ...]:
     """Records in a deterministic order: by path (first frame, then the rest), then pid and camid."""
-    return tuple(sorted(records, key=lambda record: (record_paths(record), record.pid, record.camid)))
+    return tuple(sorted(records, key=lambda record: (frame_paths(record), record.pid, record.camid)))
 
 
 def make_dataset(
