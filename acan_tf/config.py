@@ -1,4 +1,4 @@
-"""The run configuration: one frozen dataclass, validated once, with the paper's values (IV-A) as defaults.
+"""The run configuration: one frozen dataclass, validated once.
 
 Each field carries its help text and, where it has a fixed set of values, its choices; `acan_tf.flags`
 turns the fields into absl flags, so a setting is declared in exactly one place.
@@ -23,17 +23,22 @@ def _field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> A
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Every setting of a training run."""
+    """Every setting of a training run.
+
+    The defaults are a CPU-sized run on the synthetic benchmark (`python -m acan_tf.train` with no flags);
+    the paper's settings (IV-A) for each real dataset are in configs/<dataset>.cfg.
+    """
 
     # Data.
     dataset: str = _field("synthetic", "Dataset layout to read (see acan_tf.data.DATASET_NAMES).")
     data_root: str = _field("data/synthetic", "Dataset folder or its parent; the synthetic benchmark is generated here if absent.")
-    image_height: int = _field(256, "Input height H (paper: 256).")
-    image_width: int = _field(128, "Input width W (paper: 128).")
+    synthetic_camera_shift: float = _field(0.5, "Strength of the cameras' shifts when the synthetic benchmark is generated (0-1).")
+    image_height: int = _field(64, "Input height H (paper: 256; the dataset flagfiles set it).")
+    image_width: int = _field(32, "Input width W (paper: 128).")
     frames_per_tracklet: int = _field(4, "Frames T sampled per tracklet in training (video datasets).")
     min_ids_per_camera: int = _field(0, "Cameras with fewer training identities are dropped; 0 means P (the paper).")
     # Batches (Eq. 11-12 and IV-A).
-    num_identities: int = _field(32, "P: identities per triplet batch, all from one camera.")
+    num_identities: int = _field(16, "P: identities per triplet batch, all from one camera (paper: 32).")
     num_instances: int = _field(4, "K: images (or tracklets) per identity in a triplet batch.")
     camera_batch_size: int = _field(64, "B: the camera-balanced batch holds floor(B/C) images of every camera.")
     camera_sampling: str = _field("quota", "quota: exact floor(B/C) per camera; rejection: balanced on average.", ("quota", "rejection"))
@@ -42,7 +47,7 @@ class Config:
     pad: int = _field(10, "Zero padding before the random crop, in pixels (0: no crop).")
     random_erasing: float = _field(0.5, "Probability of random erasing (0: off).")
     # Model.
-    backbone: str = _field("resnet50", "Feature extractor F (resnet50 is the paper's).")
+    backbone: str = _field("tiny", "Feature extractor F (resnet50 is the paper's).")
     backbone_weights: str = _field("none", "none, imagenet (from the Keras cache; no download) or a weights file path.")
     disc_width: int = _field(128, "Width of D's fully connected layer (paper: 128).")
     # Objective (Eq. 13).
@@ -52,16 +57,16 @@ class Config:
     adv_warmup_epochs: int = _field(0, "Epochs of the linear lambda warm-up.")
     margin: float = _field(0.3, "Triplet margin m (paper: 0.3).")
     # Optimisation (SGD with momentum, step decay).
-    epochs: int = _field(300, "Training epochs (paper: 300).")
-    steps_per_epoch: int = _field(0, "Steps per epoch; 0: training items / (P*K).")
-    lr_pretrained: float = _field(0.1, "Learning rate of F, the (pretrained) backbone (paper: 0.1).")
+    epochs: int = _field(12, "Training epochs (paper: 300).")
+    steps_per_epoch: int = _field(100, "Steps per epoch; 0: training items / (P*K).")
+    lr_pretrained: float = _field(0.01, "Learning rate of F, the backbone (paper, ImageNet-pretrained ResNet-50: 0.1).")
     lr_new: float = _field(0.01, "Learning rate of the new layers, D (paper: 0.01).")
     momentum: float = _field(0.9, "SGD momentum.")
     weight_decay: float = _field(5e-4, "Decoupled weight decay of both optimizers.")
-    lr_decay_epochs: tuple[int, ...] = _field((100, 200), "Epochs at which learning rates are multiplied by --lr_decay_factor.")
+    lr_decay_epochs: tuple[int, ...] = _field((8,), "Epochs at which learning rates are multiplied by --lr_decay_factor (paper: 100,200).")
     lr_decay_factor: float = _field(0.1, "Learning-rate decay factor (paper: 0.1).")
     # Evaluation and output.
-    eval_every: int = _field(10, "Evaluate every N epochs (0: only at the end).")
+    eval_every: int = _field(3, "Evaluate every N epochs (0: only at the end).")
     eval_batch_size: int = _field(128, "Images per batch when extracting features.")
     normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model does).")
     output_dir: str = _field("runs/acan", "Run directory: checkpoints, TensorBoard logs, report.json.")
@@ -132,5 +137,6 @@ def _check(config: Config) -> None:
             "increasing positive epoch numbers, e.g. 100,200")
     require(0.0 < config.lr_decay_factor <= 1.0, "lr_decay_factor", "a number in (0, 1]")
     require(config.eval_every >= 0, "eval_every", "an integer >= 0 (0: only at the end)")
+    require(0.0 <= config.synthetic_camera_shift <= 1.0, "synthetic_camera_shift", "a number in [0, 1]")
     require(config.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1")
     require(bool(config.output_dir), "output_dir", "a directory path")

@@ -24,7 +24,7 @@ from acan_tf.callbacks import SCALAR_METRICS, LastCheckpoint, PeriodicEvaluation
 from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, find_unreadable, training_dataset
 from acan_tf.data.sampling import SamplingError, training_set
-from acan_tf.data.synthetic import SpecMismatchError
+from acan_tf.data.synthetic import SpecMismatchError, SyntheticSpec
 from acan_tf.data.summary import summarize
 from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.config import Config, ConfigError
@@ -51,6 +51,13 @@ def check_output_dir(config: Config) -> None:
         )
 
 
+def dataset_options(config: Config) -> dict:
+    """Options of `load_dataset` from flags: the spec of a synthetic benchmark still to be generated."""
+    if config.dataset != "synthetic" or os.path.exists(os.path.join(config.data_root, "spec.json")):
+        return {}  # an existing benchmark is read as it was made (its spec.json says how)
+    return {"spec": SyntheticSpec(camera_shift=config.synthetic_camera_shift)}
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
     return {
@@ -66,7 +73,7 @@ def run(config: Config) -> dict:
     """Trains according to `config`, evaluates, and returns (and writes) the report."""
     check_output_dir(config)
     started = time.time()
-    dataset = load_dataset(config.dataset, config.data_root)
+    dataset = load_dataset(config.dataset, config.data_root, **dataset_options(config))
     summary = summarize(dataset, config.min_ids)
     logging.info("dataset\n%s", summary)
     train = training_set(dataset.train, config.min_ids)
