@@ -1,0 +1,224 @@
+"""Tests of the synthetic multi-camera benchmark generator."""
+
+import collections
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from acan_tf.data import synthetic
+from acan_tf.data.synthetic import SyntheticSpec
+
+NAME = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_(\d{2})\.jpg$")
+SMALL = SyntheticSpec(num_cameras=3, num_train_ids=6, num_test_ids=6, max_cameras_per_id=3,
+                      train_images_per_camera=(2, 3), gallery_images_per_camera=(2, 3), height=64, width=32)
+
+
+def _files(root, split):
+    """(pid, 0-based camera, file name) of every image in a split."""
+    result = []
+    for name in sorted(os.listdir(os.path.join(root, split))):
+        match = NAME.match(name)
+        assert match, f"{split}/{name} does not follow the Market-1501 naming scheme"
+        result.append((int(match.group(1)), int(match.group(2)) - 1, name))
+    return result
+
+
+def _pixels(root, split):
+    """{(pid, camera): [float image, ...]} of a split."""
+    images = collections.defaultdict(list)
+    for pid, camid, name in _files(root, split):
+        images[(pid, camid)].append(np.asarray(Image.open(os.path.join(root, split, name)), np.float64))
+    return images
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory):
+    """The SMALL spec generated once for the read-only tests."""
+    return synthetic.generate(str(tmp_path_factory.mktemp("synthetic") / "tree"), SMALL)
+
+
+def test_tree_layout_names_and_image_sizes(small_tree):
+    assert sorted(os.listdir(small_tree)) == ["bounding_box_test", "bounding_box_train", "query", "spec.json"]
+    for split in ("bounding_box_train", "query", "bounding_box_test"):
+        files = _files(small_tree, split)
+        assert files, split
+        assert {camid for _, camid, _ in files} <= {0, 1, 2}
+        for _, _, name in files[:5]:
+            with Image.open(os.path.join(small_tree, split, name)) as image:
+                assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (32, 64))
+    with open(os.path.join(small_tree, "spec.json")) as f:
+        document = json.load(f)
+    assert document["spec"]["num_train_ids"] == 6 and document["spec"]["train_images_per_camera"] == [2, 3]
+
+
+def test_identities_cameras_and_query_protocol(small_tree):
+    train = collections.Counter((pid, camid) for pid, camid, _ in _files(small_tree, "bounding_box_train"))
+    query = collections.Counter((pid, camid) for pid, camid, _ in _files(small_tree, "query"))
+    gallery = collections.Counter((pid, camid) for pid, camid, _ in _files(small_tree, "bounding_box_test"))
+    assert {pid for pid, _ in train} == set(range(1, 7))
+    assert {pid for pid, _ in query} == {pid for pid, _ in gallery} == set(range(7, 13))
+    # Exactly one query per (test identity, camera), the other takes of that camera in the gallery.
+    assert set(query.values()) == {1}
+    assert set(query) == set(gallery)
+    assert all(2 <= count <= 3 for count in gallery.values())
+    assert all(2 <= count <= 3 for count in train.values())
+    for counts in (train, query):
+        cameras_per_id = collections.Counter(pid for pid, _ in counts)
+        assert min(cameras_per_id.values()) >= 2
+
+
+def test_distractors_go_to_the_gallery_only(tmp_path):
+    spec = SyntheticSpec(num_cameras=2, max_cameras_per_id=2, num_train_ids=1, num_test_ids=1, num_distractors=3,
+                         height=32, width=16)
+    root = synthetic.generate(str(tmp_path / "tree"), spec)
+    assert [pid for pid, _, _ in _files(root, "bounding_box_test")].count(0) == 3
+    assert 0 not in {pid for pid, _, _ in _files(root, "query")}
+
+
+def _read_all(root):
+    """{relative path: bytes} of every file of a tree."""
+    contents = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                contents[os.path.relpath(path, root)] = f.read()
+    return contents
+
+
+def test_same_spec_gives_byte_identical_trees_and_another_seed_differs(small_tree, tmp_path):
+    again = _read_all(synthetic.generate(str(tmp_path / "again"), SMALL))
+    assert again == _read_all(small_tree)
+    reseeded = synthetic.generate(str(tmp_path / "reseeded"), SyntheticSpec(**{**SMALL.__dict__, "seed": 1}))
+    other = _read_all(reseeded)
+    shared = set(other) & set(again) - {"spec.json"}
+    assert all(other[name] != again[name] for name in shared)
+
+
+def test_an_image_does_not_depend_on_the_other_identities(tmp_path):
+    fewer = synthetic.generate(str(tmp_path / "fewer"), SyntheticSpec(**{**SMALL.__dict__, "num_test_ids": 2}))
+    more = synthetic.generate(str(tmp_path / "more"), SyntheticSpec(**{**SMALL.__dict__, "num_test_ids": 4}))
+    train_fewer = _read_all(os.path.join(fewer, "bounding_box_train"))
+    assert train_fewer and train_fewer == _read_all(os.path.join(more, "bounding_box_train"))
+
+
+def test_generate_refuses_a_non_empty_directory_and_leaves_it_alone(tmp_path):
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="busy"):
+        synthetic.generate(str(target), SMALL)
+    assert os.listdir(target) == ["notes.txt"] and (target / "notes.txt").read_text() == "mine"
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(FileExistsError, match="a_file"):
+        synthetic.generate(str(tmp_path / "a_file"), SMALL)
+
+
+def test_generate_fills_an_existing_empty_directory(tmp_path):
+    target = tmp_path / "empty"
+    target.mkdir()
+    synthetic.generate(str(target), SMALL)
+    assert os.path.isfile(target / "spec.json")
+
+
+def test_interrupted_generation_leaves_no_tree(tmp_path, monkeypatch):
+    calls = []
+
+    def failing_render(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return np.zeros((SMALL.height, SMALL.width, 3), np.uint8)
+
+    monkeypatch.setattr(synthetic, "render", failing_render)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.generate(str(tmp_path / "tree"), SMALL)
+    assert os.listdir(tmp_path) == []
+
+
+def test_ensure_generates_then_reuses_and_refuses_another_spec(tmp_path, monkeypatch):
+    target = str(tmp_path / "tree")
+    assert synthetic.ensure(target, SMALL) == target
+    before = _read_all(target)
+
+    def must_not_generate(*args):
+        raise AssertionError("ensure() regenerated an existing tree")
+
+    monkeypatch.setattr(synthetic, "generate", must_not_generate)
+    assert synthetic.ensure(target, SMALL) == target
+    assert _read_all(target) == before
+    other = SyntheticSpec(**{**SMALL.__dict__, "seed": 7})
+    with pytest.raises(synthetic.SpecMismatchError) as error:
+        synthetic.ensure(target, other)
+    message = str(error.value)
+    assert target in message and '"seed": 0' in message and '"seed": 7' in message
+    assert _read_all(target) == before
+
+
+def test_ensure_refuses_a_folder_that_is_not_a_synthetic_tree(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="spec.json"):
+        synthetic.ensure(str(tmp_path / "photos"), SMALL)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("num_cameras", 1), ("num_cameras", 10), ("min_cameras_per_id", 1), ("max_cameras_per_id", 7),
+     ("train_images_per_camera", (3, 2)), ("gallery_images_per_camera", (0, 2)), ("num_test_ids", 0),
+     ("camera_shift", 1.5), ("seed", -1), ("height", 8)],
+)
+def test_spec_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        SyntheticSpec(**{field: value})
+
+
+def test_camera_styles_differ_and_vanish_without_camera_shift():
+    shifted = synthetic.make_camera_styles(SyntheticSpec(num_cameras=4))
+    assert len({round(style.exposure, 6) for style in shifted}) == 4
+    assert min(np.abs(a.gains - b.gains).max() for a in shifted for b in shifted if a is not b) > 0.05
+    neutral = synthetic.make_camera_styles(SyntheticSpec(num_cameras=4, camera_shift=0.0))
+    for style in neutral:
+        np.testing.assert_allclose(style.gains, 1.0, atol=1e-6)
+        assert (style.exposure, style.gamma, style.saturation, style.downsample) == (1.0, 1.0, 1.0, 1.0)
+        np.testing.assert_allclose(style.view, 1 / 3)
+
+
+def _mean_colour_spread(root):
+    """Mean distance of per-image mean colours: same identity within a camera, and across cameras."""
+    images = _pixels(root, "bounding_box_test")
+    means = {key: [image.mean(axis=(0, 1)) for image in value] for key, value in images.items()}
+    within, across = [], []
+    for (pid, camid), colours in means.items():
+        within += [np.linalg.norm(a - b) for i, a in enumerate(colours) for b in colours[i + 1:]]
+        for (other_pid, other_camid), others in means.items():
+            if other_pid == pid and other_camid > camid:
+                across += [np.linalg.norm(a - b) for a in colours for b in others]
+    return np.mean(within), np.mean(across)
+
+
+def test_camera_shift_separates_cameras_more_than_takes(small_tree, tmp_path):
+    within, across = _mean_colour_spread(small_tree)
+    assert across > 3 * within
+    unshifted = synthetic.generate(str(tmp_path / "unshifted"), SyntheticSpec(**{**SMALL.__dict__, "camera_shift": 0.0}))
+    within_unshifted, across_unshifted = _mean_colour_spread(unshifted)
+    assert across_unshifted / within_unshifted < 0.5 * across / within
+
+
+def test_identities_are_distinguishable_within_a_camera(small_tree):
+    gallery = _pixels(small_tree, "bounding_box_test")
+    hits, trials = 0, 0
+    for (pid, camid), images in gallery.items():
+        candidates = [(other_pid, image) for (other_pid, other_camid), others in gallery.items()
+                      if other_camid == camid for image in others]
+        for query in images:
+            distances = [(np.abs(query - image).mean(), other_pid) for other_pid, image in candidates
+                         if image is not query]
+            hits += min(distances, key=lambda pair: pair[0])[1] == pid
+            trials += 1
+    identities_per_camera = len(gallery) / SMALL.num_cameras
+    assert hits / trials > 3 / identities_per_camera
