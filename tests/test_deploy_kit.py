@@ -114,7 +114,8 @@ def test_edge_runner_ranks_gallery_by_euclidean_distance(model, tmp_path, capsys
     distances = np.linalg.norm(embeddings - embeddings[1], axis=1)
     assert [match["item"] for match in record["matches"]] == [gallery[i] for i in np.argsort(distances)[:3]]
     assert record["matches"][0]["item"] == gallery[1] and record["matches"][0]["distance"] < 1e-3
-    np.testing.assert_allclose([m["distance"] for m in record["matches"]], np.sort(distances)[:3], atol=1e-4)
+    # Squared: float32 rounding of 2 - 2cos is ~1e-7, which sqrt would blow up to ~5e-4 at distance 0.
+    np.testing.assert_allclose(np.square([m["distance"] for m in record["matches"]]), np.sort(distances)[:3] ** 2, atol=1e-4)
 
 
 def test_edge_runner_reports_bad_input(model, tmp_path, capsys):
