@@ -165,7 +165,7 @@ def test_failed_parity_check_leaves_nothing_behind(trained, exported, tmp_path, 
 
 
 def test_versions_are_integer_folder_names(tmp_path):
-    for name in ("3", "0010", ".staging-11-x", "latest"):
+    for name in ("3", "0010", ".staging-11-x", "latest", "\u0663"):  # the last: an Arabic-Indic digit 3
         os.makedirs(tmp_path / name)
     assert existing_versions(str(tmp_path)) == {3: "3", 10: "0010"}
     assert resolve_version(str(tmp_path), None) == 11

@@ -23,7 +23,7 @@ def existing_versions(model_dir: str) -> dict[int, str]:
     """Version number → folder name of the versions in `model_dir` (TF Serving reads any all-digit name as one)."""
     if not os.path.isdir(model_dir):
         return {}
-    return {int(name): name for name in os.listdir(model_dir) if name.isdigit()}
+    return {int(name): name for name in os.listdir(model_dir) if name.isascii() and name.isdigit()}
 
 
 def resolve_version(model_dir: str, version: int | None) -> int:
