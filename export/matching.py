@@ -17,6 +17,8 @@ def tracklet_embedding(frame_features: np.ndarray) -> np.ndarray:
 
 def top_matches(query: np.ndarray, gallery: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, Euclidean distances) [Q, k] of each query's k nearest gallery embeddings, nearest first."""
+    # float64: in float32 the expansion's rounding (~1e-7) becomes ~3e-4 after the sqrt at distance 0.
+    query, gallery = query.astype(np.float64), gallery.astype(np.float64)
     squared = (query**2).sum(1)[:, None] + (gallery**2).sum(1)[None, :] - 2.0 * query @ gallery.T
     distances = np.sqrt(np.maximum(squared, 0.0))
     order = np.argsort(distances, axis=1, kind="stable")[:, :top_k]

@@ -23,6 +23,7 @@ KIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
 sys.path.insert(0, KIT)
 
 import client  # noqa: E402
+import matching  # noqa: E402
 import onnx_infer  # noqa: E402
 import preprocess  # noqa: E402
 
@@ -113,9 +114,20 @@ def test_edge_runner_ranks_gallery_by_euclidean_distance(model, tmp_path, capsys
     embeddings = reference_embeddings(acan, np.stack([training_pixels(path) for path in gallery]))
     distances = np.linalg.norm(embeddings - embeddings[1], axis=1)
     assert [match["item"] for match in record["matches"]] == [gallery[i] for i in np.argsort(distances)[:3]]
-    assert record["matches"][0]["item"] == gallery[1] and record["matches"][0]["distance"] < 1e-3
+    assert record["matches"][0]["item"] == gallery[1] and record["matches"][0]["distance"] < 1e-5
     # Squared: float32 rounding of 2 - 2cos is ~1e-7, which sqrt would blow up to ~5e-4 at distance 0.
     np.testing.assert_allclose(np.square([m["distance"] for m in record["matches"]]), np.sort(distances)[:3] ** 2, atol=1e-4)
+
+
+def test_top_matches_are_the_nearest_by_euclidean_distance():
+    rng = np.random.default_rng(3)
+    gallery = matching.l2_normalize(rng.standard_normal((6, 256)).astype(np.float32))
+    query = np.stack([gallery[4], matching.l2_normalize(rng.standard_normal(256).astype(np.float32))])
+    indices, distances = matching.top_matches(query, gallery, 3)
+    expected = np.linalg.norm(query[:, None].astype(np.float64) - gallery[None].astype(np.float64), axis=2)
+    np.testing.assert_array_equal(indices, np.argsort(expected, axis=1)[:, :3])
+    np.testing.assert_allclose(distances, np.sort(expected, axis=1)[:, :3], rtol=0, atol=1e-6)
+    assert indices[0, 0] == 4 and distances[0, 0] < 1e-6  # an identical embedding is at distance 0
 
 
 def test_edge_runner_reports_bad_input(model, tmp_path, capsys):
