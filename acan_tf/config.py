@@ -44,7 +44,7 @@ class Config:
     camera_sampling: str = _field("quota", "quota: exact floor(B/C) per camera; rejection: balanced on average.", ("quota", "rejection"))
     # Augmentation.
     flip: bool = _field(True, "Random horizontal flip.")
-    pad: int = _field(10, "Zero padding before the random crop, in pixels (0: no crop).")
+    pad: int = _field(4, "Zero padding before the random crop, in pixels (0: no crop); 10 at 256x128.")
     random_erasing: float = _field(0.5, "Probability of random erasing (0: off).")
     # Model.
     backbone: str = _field("tiny", "Feature extractor F (resnet50 is the paper's).")
