@@ -96,7 +96,8 @@ def test_edge_runner_needs_no_tensorflow_and_matches_it(model, tmp_path):
 def test_edge_runner_tracklet_is_the_normalised_mean_of_frame_features(model, tmp_path, capsys):
     acan, export_dir = model
     frames = write_images(tmp_path / "track")
-    assert onnx_infer.main(["--model", os.path.join(export_dir, "model.onnx"), "--tracklets", str(tmp_path / "track")]) == 0
+    argv = ["--model", os.path.join(export_dir, "model.onnx"), "--threads", "1", "--tracklets", str(tmp_path / "track")]
+    assert onnx_infer.main(argv) == 0
     (record,) = json_lines(capsys.readouterr().out)
     expected = reference_embeddings(acan, np.stack([training_pixels(path) for path in frames])[None])
     assert record["item"] == str(tmp_path / "track")
