@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -10,9 +11,19 @@ import tensorflow as tf
 from acan_tf.data.records import Record
 from acan_tf.evaluation.alignment import camera_confusion_matrix, inter_camera_discrepancy
 from acan_tf.evaluation.features import extract_features, l2_normalize
-from acan_tf.evaluation.metrics import evaluate_features
+from acan_tf.evaluation.metrics import evaluate, evaluate_features, pairwise_distance
+from acan_tf.evaluation.rerank import re_ranking
 
 CMC_RANKS = (1, 5, 10, 20)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reranking:
+    """Settings of k-reciprocal re-ranking (Zhong et al. 2017; their defaults)."""
+
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
 
 
 def evaluate_reid(
@@ -25,17 +36,51 @@ def evaluate_reid(
     normalize: bool = True,
     discriminator: Callable[[tf.Tensor], tf.Tensor] | None = None,
     camera_classes: Mapping[int, int] | None = None,
+    reranking: Reranking | None = None,
+    keep_features: bool = False,
 ) -> dict:
     """mAP, rank-1/5/10/20, mINP, the inter-camera discrepancy (Table VII) and, given D, its camera confusion (Fig. 8).
 
-    `camera_classes` maps a dataset camid to D's class index (training may drop cameras).
+    `camera_classes` maps a dataset camid to D's class index (training may drop cameras). See
+    `evaluate_reid_features` for `reranking` and `keep_features`.
     """
     raw_query = extract_features(embed_frames, query, image_height, image_width, batch_size)
     raw_gallery = extract_features(embed_frames, gallery, image_height, image_width, batch_size)
+    return evaluate_reid_features(
+        raw_query, raw_gallery, query, gallery, normalize, discriminator, camera_classes, reranking, keep_features
+    )
+
+
+def evaluate_reid_features(
+    raw_query: np.ndarray,
+    raw_gallery: np.ndarray,
+    query: Sequence[Record],
+    gallery: Sequence[Record],
+    normalize: bool = True,
+    discriminator: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    camera_classes: Mapping[int, int] | None = None,
+    reranking: Reranking | None = None,
+    keep_features: bool = False,
+) -> dict:
+    """`evaluate_reid` on features already extracted (F(x), one row per record).
+
+    With `reranking`, the ranking metrics are those of the re-ranked distances (the discrepancy and
+    D's confusion do not depend on the ranking). With `keep_features`, the result also holds the
+    ranked features ("query_features", "gallery_features") and, with re-ranking, the re-ranked
+    "distances" (queries x gallery).
+    """
     q_feats, g_feats = (l2_normalize(raw_query), l2_normalize(raw_gallery)) if normalize else (raw_query, raw_gallery)
-    q_pids, q_camids = _ids(query)
-    g_pids, g_camids = _ids(gallery)
-    result = evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids)
+    q_pids, q_camids = record_ids(query)
+    g_pids, g_camids = record_ids(gallery)
+    distances = None
+    if reranking is None:
+        result = evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids)
+    else:
+        distances = re_ranking(
+            pairwise_distance(q_feats, g_feats), pairwise_distance(q_feats, q_feats),
+            pairwise_distance(g_feats, g_feats), reranking.k1, reranking.k2, reranking.lambda_value,
+        )
+        result = evaluate(distances, q_pids, g_pids, q_camids, g_camids)
     metrics = {
         "mAP": float(result["mAP"]),
         **{f"rank{k}": float(result["cmc"][min(k, len(result["cmc"])) - 1]) for k in CMC_RANKS},
@@ -48,11 +93,27 @@ def evaluate_reid(
     }
     if discriminator is not None and camera_classes:
         metrics.update(_camera_confusion(discriminator, raw_query, raw_gallery, q_camids, g_camids, camera_classes))
+    if keep_features:
+        metrics.update(query_features=q_feats, gallery_features=g_feats)
+        if distances is not None:
+            metrics["distances"] = distances
     return metrics
 
 
-def _ids(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+def record_ids(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+    """(pids, camids) of records, as arrays."""
     return np.array([r.pid for r in records]), np.array([r.camid for r in records])
+
+
+def format_metrics(metrics: dict) -> str:
+    """The metrics as a table: ranking (mAP, CMC, mINP) and camera alignment."""
+    rows = [("mAP", metrics["mAP"]), ("rank-1", metrics["rank1"]), ("rank-5", metrics["rank5"]),
+            ("rank-10", metrics["rank10"]), ("rank-20", metrics["rank20"]), ("mINP", metrics["mINP"])]
+    lines = ["Re-ID (Market-1501 protocol)", *(f"  {name:<10} {100 * value:6.2f} %" for name, value in rows),
+             "Camera alignment", f"  {'inter-camera discrepancy (Table VII)':<40} {metrics['discrepancy']:.4f}"]
+    if "d_test_accuracy" in metrics:
+        lines.append(f"  {'D camera accuracy on test features':<40} {100 * metrics['d_test_accuracy']:.2f} %")
+    return "\n".join(lines)
 
 
 def _camera_confusion(discriminator, raw_query, raw_gallery, q_camids, g_camids, camera_classes) -> dict:
