@@ -1,0 +1,323 @@
+"""`python -m acan_tf.experiments EXPERIMENT`: the paper's ablations as repeated training runs and one table.
+
+    schemes           none (only L_Triplet), grl, oce, ace: Tables V, VI and VII, the confusion matrices of Fig. 8
+    lambda_sweep      λ (--adv_weight) in 0, 0.5, ..., 3 with the --scheme (default oce): Fig. 4
+    disc_width_sweep  D's width in 64, 128, 256, 512 with the --scheme: Fig. 5
+
+Every setting is trained once per --seeds seed with `acan_tf.train.run`, one run after another in this
+process, into OUTPUT_DIR/<parameter>-<value>_seed<seed>/. Every flag of acan_tf.train sets the base
+configuration (dataset, backbone, steps, ...); the experiment overrides only its parameter, the seed and the
+run's output folder. Defaults are acan_tf.train's except a shorter schedule (EXPERIMENT_DEFAULTS: 3 epochs of
+100 steps, evaluated after each, learning rates x0.1 after epoch 2), so `schemes` (12 runs) takes under an hour
+on 2 CPU cores. A run whose report.json holds the same configuration is reused, so an interrupted
+experiment resumes where it stopped.
+
+Outputs in OUTPUT_DIR (default runs/experiments/EXPERIMENT): results.json (every run's final metrics and
+the mean and standard deviation over seeds), results.md (the table: mAP, rank-1/5/10, mINP in %, the
+inter-camera discrepancy d of Table VII, D's camera accuracy on the test features), confusion_matrices.png
+(D's camera confusion per setting, averaged over seeds), cmc.png, convergence.png (mAP and rank-1 per
+evaluation, averaged over seeds, when the runs evaluate more than once) and, for the sweeps, sweep.png.
+Each run directory also gets its analysis figures (plots/: t-SNE, CMC, ranked list, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import sys
+import time
+from typing import Callable, Mapping, Sequence
+
+import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
+
+import numpy as np
+from absl import app, flags, logging
+
+from acan_tf.config import Config, ConfigError
+from acan_tf.data import DATASET_NAMES
+from acan_tf.evaluate import evaluate_run
+from acan_tf.evaluation import plots
+from acan_tf.evaluation.analysis import PLOTS_DIR
+from acan_tf.flags import config_from_flags, define_flags
+from acan_tf.io import write_json, write_text
+from acan_tf.model.backbones import BACKBONES
+from acan_tf.model.restore import RunDirectoryError, read_json
+from acan_tf.train import USER_ERRORS, run
+
+# Metrics of the table, in order: (key in report.json "final", column title, shown in %).
+COLUMNS = (
+    ("mAP", "mAP (%)", True),
+    ("rank1", "Rank-1 (%)", True),
+    ("rank5", "Rank-5 (%)", True),
+    ("rank10", "Rank-10 (%)", True),
+    ("mINP", "mINP (%)", True),
+    ("discrepancy", "Discrepancy d", False),
+    ("d_test_accuracy", "D accuracy (%)", True),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """One parameter of Config varied over `values`, each trained with every seed."""
+
+    parameter: str
+    values: tuple
+    parse: Callable[[str], object]
+    title: str
+    label: str
+
+
+EXPERIMENTS = {
+    "schemes": Experiment("scheme", ("none", "grl", "oce", "ace"), str,
+                          "Adversarial schemes (Tables V, VI, VII; Fig. 8)", "Scheme"),
+    "lambda_sweep": Experiment("adv_weight", (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), float,
+                               "Sensitivity to λ (Fig. 4)", "λ"),
+    "disc_width_sweep": Experiment("disc_width", (64, 128, 256, 512), int,
+                                   "Sensitivity to the width of D (Fig. 5)", "D width"),
+}
+
+
+# Config fields that say how a run was started, not what it computes.
+_HOW_STARTED = ("overwrite", "resume")
+
+
+# Training flags whose default differs here: a shorter schedule, its learning-rate decay at 2/3 as in the paper (IV-A).
+EXPERIMENT_DEFAULTS = {"epochs": 3, "steps_per_epoch": 100, "eval_every": 1, "lr_decay_epochs": ["2"]}
+
+
+class ExperimentError(ValueError):
+    """An experiment option is unusable, or a run folder holds another run; the message says which."""
+
+
+def run_experiment(
+    name: str,
+    base: Config,
+    seeds: Sequence[int],
+    output_dir: str,
+    values: Sequence | None = None,
+    command: str = "",
+    analyses: bool = True,
+) -> dict:
+    """Trains every (value, seed) run of experiment `name` (or reuses it) and writes the results; returns them."""
+    if name not in EXPERIMENTS:
+        raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    experiment = EXPERIMENTS[name]
+    values = tuple(experiment.values if values is None else values)
+    if not values or not seeds:
+        raise ExperimentError(f"the experiment needs at least one value and one seed, got values {values} and seeds {seeds}")
+    # Validates every setting before the first (long) run.
+    configs = {(value, seed): _run_config(base, experiment, value, seed, output_dir) for value in values for seed in seeds}
+    runs = []
+    for (value, seed), config in configs.items():
+        runs.append({"value": value, "seed": seed, "run_dir": config.output_dir, **train_or_reuse(config, analyses)})
+    results = {
+        "experiment": name,
+        "parameter": experiment.parameter,
+        "values": list(values),
+        "seeds": list(seeds),
+        "command": command,
+        "base_config": base.to_json(),
+        "runs": runs,
+        "summary": summarize_runs(runs, values),
+    }
+    write_json(os.path.join(output_dir, "results.json"), results)
+    figures = write_figures(experiment, results, output_dir)
+    write_text(os.path.join(output_dir, "results.md"), markdown(experiment, results, figures))
+    return results
+
+
+def train_or_reuse(config: Config, analyses: bool) -> dict:
+    """{"final", "evaluations", "seconds", "reused"} of the run `config` describes, trained unless already done."""
+    report_path = os.path.join(config.output_dir, "report.json")
+    previous = _previous_report(report_path)
+    reused = previous is not None and _same_run(previous.get("config", {}), config)
+    if reused:
+        logging.info("reusing %s", config.output_dir)
+    else:
+        if previous is None and _is_interrupted_run(config):
+            config = dataclasses.replace(config, overwrite=True)
+        if previous is not None and not config.overwrite:
+            raise ExperimentError(
+                f"{config.output_dir} holds a run with another configuration; pass --overwrite to replace it or "
+                "choose another --output_dir"
+            )
+        run(config)
+    if analyses and not os.path.isdir(os.path.join(config.output_dir, PLOTS_DIR)):
+        evaluate_run(config.output_dir, "last", analyses=True)
+    report = read_json(report_path)  # as saved, so that trained and reused runs look the same
+    return {"final": report["final"], "evaluations": report["evaluations"], "seconds": report["seconds"],
+            "reused": reused}
+
+
+def summarize_runs(runs: Sequence[Mapping], values: Sequence) -> dict:
+    """Per value: mean, standard deviation (n-1; 0 for one seed) and per-seed values of every table metric."""
+    summary = {}
+    for value in values:
+        finals = [run["final"] for run in runs if run["value"] == value]
+        summary[str(value)] = {}
+        for key, _, _ in COLUMNS:
+            samples = [final[key] for final in finals if final.get(key) is not None]
+            if samples:
+                summary[str(value)][key] = {
+                    "mean": float(np.mean(samples)),
+                    "std": float(np.std(samples, ddof=1)) if len(samples) > 1 else 0.0,
+                    "values": samples,
+                }
+    return summary
+
+
+def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -> str:
+    """The results as a Markdown document: settings, the mean ± std table, the figures."""
+    config = results["base_config"]
+    seeds = results["seeds"]
+    lines = [f"# {experiment.title}", ""]
+    if results["command"]:
+        lines += [f"Command: `{results['command']}`", ""]
+    lines += [
+        f"Dataset {config['dataset']} at `{config['data_root']}`, backbone {config['backbone']} at "
+        f"{config['image_height']}x{config['image_width']}, P={config['num_identities']}, K={config['num_instances']}, "
+        f"camera batch {config['camera_batch_size']}, {config['epochs']} epochs x {config['steps_per_epoch']} steps, "
+        f"learning rates {config['lr_pretrained']} (F) and {config['lr_new']} (D), decay x{config['lr_decay_factor']} at "
+        f"epochs {config['lr_decay_epochs']}, scheme {config['scheme']}, λ={config['adv_weight']}, "
+        f"D width {config['disc_width']}; the experiment varies `{results['parameter']}`.",
+        "",
+        f"Mean ± sample standard deviation over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}) of the final "
+        "evaluation of each run (Market-1501 protocol on the test split; discrepancy d = 1/C Σ_c ‖mean_c − mean‖ "
+        "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features).",
+        "",
+        "| " + " | ".join([experiment.label, *(title for _, title, _ in COLUMNS)]) + " |",
+        "|" + "---|" * (len(COLUMNS) + 1),
+    ]
+    for value in results["values"]:
+        stats = results["summary"][str(value)]
+        cells = [_cell(stats.get(key), percent) for key, _, percent in COLUMNS]
+        lines.append("| " + " | ".join([str(value), *cells]) + " |")
+    lines += ["", *(f"![{os.path.splitext(name)[0]}]({name})" for name in figures), ""]
+    return "\n".join(lines)
+
+
+def write_figures(experiment: Experiment, results: Mapping, output_dir: str) -> list[str]:
+    """confusion_matrices.png, cmc.png, convergence.png (several evaluations) and sweep.png (sweeps); their names."""
+    by_value = {str(value): [run for run in results["runs"] if run["value"] == value] for value in results["values"]}
+    figures = {}
+    confusions = {label: np.mean([run["final"]["camera_confusion"] for run in runs], axis=0)
+                  for label, runs in by_value.items() if all(run["final"].get("camera_confusion") is not None for run in runs)}
+    if confusions:
+        figures["confusion_matrices.png"] = lambda path: plots.plot_confusion_matrices(
+            confusions, path, title=f"D's camera confusion on the test features (mean of {len(results['seeds'])} seed(s))")
+    figures["cmc.png"] = lambda path: plots.plot_cmc(
+        {label: np.mean([run["final"]["cmc"] for run in runs], axis=0) for label, runs in by_value.items()}, path,
+        title="CMC (mean over seeds)")
+    histories = {label: _mean_history(runs) for label, runs in by_value.items()}
+    if all(len(history) >= 2 for history in histories.values()):
+        figures["convergence.png"] = lambda path: plots.plot_convergence(histories, path, title="Convergence (mean over seeds)")
+    if experiment.parse is not str:
+        figures["sweep.png"] = lambda path: plots.plot_sweep(
+            results["values"],
+            {"mAP": [results["summary"][label]["mAP"]["values"] for label in by_value],
+             "rank1": [results["summary"][label]["rank1"]["values"] for label in by_value]},
+            path, xlabel=experiment.label, title=experiment.title)
+    for name, draw in figures.items():
+        draw(os.path.join(output_dir, name))
+    return list(figures)
+
+
+def _mean_history(runs: Sequence[Mapping]) -> list[dict]:
+    """mAP and rank-1 per epoch, averaged over the runs that evaluated at that epoch."""
+    epochs = sorted({evaluation["epoch"] for run in runs for evaluation in run["evaluations"]})
+    return [
+        {"epoch": epoch, **{key: float(np.mean([e[key] for run in runs for e in run["evaluations"] if e["epoch"] == epoch]))
+                            for key in ("mAP", "rank1")}}
+        for epoch in epochs
+    ]
+
+
+def _cell(stats: Mapping | None, percent: bool) -> str:
+    """mean ± std as the table shows it; a dash for a metric the runs lack (D accuracy of a run without D)."""
+    if stats is None:
+        return "–"
+    scale, digits = (100.0, 1) if percent else (1.0, 4)
+    text = f"{scale * stats['mean']:.{digits}f}"
+    return text + (f" ± {scale * stats['std']:.{digits}f}" if len(stats["values"]) > 1 else "")
+
+
+def _run_config(base: Config, experiment: Experiment, value, seed: int, output_dir: str) -> Config:
+    """The configuration of one run: the base with the experiment's value, the seed and its own folder."""
+    folder = os.path.join(output_dir, f"{experiment.parameter}-{value}_seed{seed}")
+    try:
+        return dataclasses.replace(base, **{experiment.parameter: value}, seed=seed, output_dir=folder)
+    except ConfigError as error:
+        raise ExperimentError(f"--values: {value!r} is not a valid {experiment.parameter} ({error})") from error
+
+
+def _previous_report(path: str) -> dict | None:
+    """A finished run's report.json, or None if there is none."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return read_json(path)
+    except RunDirectoryError as error:
+        raise ExperimentError(f"{path} is unreadable ({error}); delete the run folder to train it again") from error
+
+
+def _is_interrupted_run(config: Config) -> bool:
+    """Whether the run folder holds this experiment's own run, stopped before its report (safe to replace)."""
+    path = os.path.join(config.output_dir, "config.json")
+    if not os.path.isfile(path):
+        return False
+    try:
+        return _same_run(read_json(path), config)
+    except RunDirectoryError:
+        return False
+
+
+def _same_run(saved: Mapping, config: Config) -> bool:
+    """Whether a saved configuration computes the same run as `config` (how it was started does not count)."""
+    def computed(values: Mapping) -> dict:
+        return {key: value for key, value in values.items() if key not in _HOW_STARTED}
+
+    return computed(saved) == computed(config.to_json())
+
+
+def _parse_list(flag: str, items: Sequence[str], parse: Callable[[str], object]) -> list:
+    """The items of a list flag, parsed; an error names the flag and the item."""
+    parsed = []
+    for item in items:
+        try:
+            parsed.append(parse(item))
+        except ValueError as error:
+            raise ExperimentError(f"--{flag}: cannot read {item!r} ({error})") from error
+    return parsed
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of the absl app."""
+    if len(argv) != 2 or argv[1] not in EXPERIMENTS:
+        raise app.UsageError(f"name one experiment: {' | '.join(EXPERIMENTS)}")
+    name = argv[1]
+    options = flags.FLAGS
+    output_dir = options.output_dir if options["output_dir"].present else os.path.join("runs", "experiments", name)
+    started = time.time()
+    try:
+        values = _parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
+        seeds = _parse_list("seeds", options.seeds, int)
+        command = shlex.join(["python", "-m", "acan_tf.experiments", *sys.argv[1:]])
+        results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command, options.analyses)
+    except (ExperimentError, *USER_ERRORS) as error:
+        sys.exit(f"acan_tf.experiments: error: {error}")
+    with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as handle:
+        print(handle.read())
+    trained = sum(not run["reused"] for run in results["runs"])
+    print(f"{len(results['runs'])} runs ({trained} trained now) in {time.time() - started:.0f} s; results in "
+          f"{os.path.abspath(output_dir)}")
+
+
+if __name__ == "__main__":
+    define_flags({"dataset": DATASET_NAMES, "backbone": tuple(BACKBONES)})
+    for name, default in EXPERIMENT_DEFAULTS.items():
+        flags.FLAGS.set_default(name, default)
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: every setting is trained once per seed.")
+    flags.DEFINE_list("values", [], "The values of the experiment's parameter; default: the paper's.")
+    flags.DEFINE_boolean("analyses", True, "Write each run's analysis figures (plots/) if its trainer did not.")
+    app.run(main)

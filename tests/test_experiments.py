@@ -1,0 +1,137 @@
+"""python -m acan_tf.experiments: minute-sized scheme and sweep experiments, their tables and figures, resuming."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from acan_tf.config import Config
+from acan_tf.data.synthetic import SyntheticSpec, generate
+from acan_tf.experiments import EXPERIMENTS, ExperimentError, markdown, run_experiment, summarize_runs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(dataset="synthetic", backbone="tiny", image_height=32, image_width=16, num_identities=4, num_instances=2,
+            camera_batch_size=6, epochs=1, steps_per_epoch=2, eval_every=0, eval_batch_size=64, lr_decay_epochs=())
+TINY_FLAGS = [f"--{key}={value}" for key, value in TINY.items() if key != "lr_decay_epochs"] + ["--lr_decay_epochs="]
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory):
+    spec = SyntheticSpec(num_cameras=3, num_train_ids=12, num_test_ids=6, max_cameras_per_id=3, height=32, width=16)
+    return generate(str(tmp_path_factory.mktemp("synthetic") / "tree"), spec)
+
+
+def table_rows(markdown_text: str) -> list[list[str]]:
+    rows = [line for line in markdown_text.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+@pytest.fixture(scope="module")
+def schemes(tiny_tree, tmp_path_factory):
+    """The schemes experiment on none and oce, one seed, two steps each: (output folder, results)."""
+    out = str(tmp_path_factory.mktemp("schemes"))
+    base = Config(**TINY, data_root=tiny_tree)
+    return out, run_experiment("schemes", base, [0], out, values=["none", "oce"], command="test", analyses=False)
+
+
+def test_schemes_table_holds_each_runs_final_metrics(schemes):
+    out, results = schemes
+    assert [(run["value"], run["seed"]) for run in results["runs"]] == [("none", 0), ("oce", 0)]
+    rows = table_rows(open(os.path.join(out, "results.md")).read())
+    assert rows[0] == ["Scheme", "mAP (%)", "Rank-1 (%)", "Rank-5 (%)", "Rank-10 (%)", "mINP (%)", "Discrepancy d",
+                       "D accuracy (%)"]
+    for row, scheme in zip(rows[2:], ["none", "oce"]):
+        run_dir = os.path.join(out, f"scheme-{scheme}_seed0")
+        with open(os.path.join(run_dir, "report.json")) as handle:
+            final = json.load(handle)["final"]
+        assert row == [scheme, *(f"{100 * final[key]:.1f}" for key in ("mAP", "rank1", "rank5", "rank10", "mINP")),
+                       f"{final['discrepancy']:.4f}", f"{100 * final['d_test_accuracy']:.1f}"]
+    assert len(rows) == 4
+    on_disk = json.load(open(os.path.join(out, "results.json")))
+    assert on_disk["summary"]["oce"]["mAP"]["values"] == [results["runs"][1]["final"]["mAP"]]
+    assert on_disk["base_config"]["data_root"] == results["base_config"]["data_root"]
+
+
+def test_schemes_figures_are_written_and_linked(schemes):
+    out, _ = schemes
+    # One evaluation per run: no convergence curve; schemes are not a numeric sweep.
+    assert sorted(name for name in os.listdir(out) if name.endswith(".png")) == ["cmc.png", "confusion_matrices.png"]
+    text = open(os.path.join(out, "results.md")).read()
+    assert "![confusion_matrices](confusion_matrices.png)" in text and "![cmc](cmc.png)" in text
+    for name in ("cmc.png", "confusion_matrices.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 1000
+
+
+def test_a_finished_run_is_reused_not_retrained(schemes, tiny_tree):
+    out, first = schemes
+    report = os.path.join(out, "scheme-none_seed0", "report.json")
+    before = os.stat(report).st_mtime_ns
+    again = run_experiment("schemes", Config(**TINY, data_root=tiny_tree), [0], out, values=["none"], analyses=False)
+    assert [run["reused"] for run in again["runs"]] == [True]
+    assert os.stat(report).st_mtime_ns == before
+    assert again["runs"][0]["final"] == first["runs"][0]["final"]
+
+
+def test_a_folder_holding_another_run_is_not_replaced(schemes, tiny_tree):
+    out, _ = schemes
+    other = Config(**{**TINY, "steps_per_epoch": 1}, data_root=tiny_tree)
+    with pytest.raises(ExperimentError, match="scheme-none_seed0 holds a run with another configuration"):
+        run_experiment("schemes", other, [0], out, values=["none"], analyses=False)
+
+
+def test_lambda_sweep_plots_the_sweep(tiny_tree, tmp_path):
+    base = Config(**{**TINY, "steps_per_epoch": 1}, data_root=tiny_tree)
+    results = run_experiment("lambda_sweep", base, [0], str(tmp_path), values=[0.0, 2.0], analyses=False)
+    assert [run["run_dir"] for run in results["runs"]] == [str(tmp_path / "adv_weight-0.0_seed0"),
+                                                           str(tmp_path / "adv_weight-2.0_seed0")]
+    with open(tmp_path / "adv_weight-2.0_seed0" / "config.json") as handle:
+        assert json.load(handle)["adv_weight"] == 2.0
+    assert os.path.getsize(tmp_path / "sweep.png") > 1000
+    assert [row[0] for row in table_rows((tmp_path / "results.md").read_text())[2:]] == ["0.0", "2.0"]
+
+
+def test_summary_is_mean_and_sample_std_over_seeds():
+    finals = [{"mAP": 0.1, "rank1": 0.2, "discrepancy": 0.03}, {"mAP": 0.3, "rank1": 0.5, "discrepancy": 0.01},
+              {"mAP": 0.2, "rank1": 0.2, "discrepancy": 0.02}]
+    runs = [{"value": "grl", "seed": seed, "final": final} for seed, final in enumerate(finals)]
+    summary = summarize_runs(runs, ["grl"])["grl"]
+    assert summary["mAP"]["mean"] == pytest.approx(0.2)
+    assert summary["rank1"]["std"] == pytest.approx(np.std([0.2, 0.5, 0.2], ddof=1))
+    assert summary["discrepancy"]["values"] == [0.03, 0.01, 0.02]
+    assert "d_test_accuracy" not in summary  # runs without D have no D accuracy
+    results = {"base_config": Config().to_json(), "seeds": [0, 1, 2], "command": "", "parameter": "scheme",
+               "values": ["grl"], "summary": {"grl": summary}}
+    row = table_rows(markdown(EXPERIMENTS["schemes"], results, []))[2]
+    assert row[:3] == ["grl", "20.0 ± 10.0", f"30.0 ± {100 * np.std([0.2, 0.5, 0.2], ddof=1):.1f}"]
+    assert row[6:] == ["0.0200 ± 0.0100", "–"]
+
+
+def test_unknown_experiment_or_value_is_refused_before_training(tmp_path):
+    with pytest.raises(ExperimentError, match="unknown experiment 'heights'"):
+        run_experiment("heights", Config(), [0], str(tmp_path))
+    with pytest.raises(ExperimentError, match="'dann' is not a valid scheme"):
+        run_experiment("schemes", Config(), [0], str(tmp_path / "out"), values=["oce", "dann"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_runs_the_experiment_and_prints_its_table(tiny_tree, tmp_path):
+    out = tmp_path / "cli"
+    result = subprocess.run(
+        [sys.executable, "-m", "acan_tf.experiments", "schemes", "--values=grl", "--seeds=3", "--noanalyses",
+         f"--data_root={tiny_tree}", f"--output_dir={out}", *TINY_FLAGS],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| grl |" in result.stdout and "1 runs (1 trained now)" in result.stdout
+    assert (out / "scheme-grl_seed3" / "report.json").is_file()
+    assert "Command: `python -m acan_tf.experiments schemes --values=grl --seeds=3" in (out / "results.md").read_text()
+
+
+def test_cli_names_a_bad_value():
+    result = subprocess.run([sys.executable, "-m", "acan_tf.experiments", "disc_width_sweep", "--values=wide"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "acan_tf.experiments: error: --values: cannot read 'wide'" in result.stderr
