@@ -73,24 +73,24 @@ SHOE_PALETTE = (
 
 # Independent random streams: every object draws from its own seeded generator, so what an image
 # looks like does not depend on the order in which images are generated.
-_IDENTITY_STREAM, _VISIT_STREAM, _CAMERA_STREAM, _IMAGE_STREAM, _DISTRACTOR_STREAM = range(5)
+_IDENTITY_STREAM, _VISIT_STREAM, _CAMERA_STREAM, _IMAGE_STREAM = range(4)
 
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
     """Parameters of a synthetic benchmark; together with the code version they fix every pixel."""
 
-    num_cameras: int = 6
-    num_train_ids: int = 400
-    num_test_ids: int = 400
-    min_cameras_per_id: int = 2
+    num_cameras: int = 6  # C
+    num_train_ids: int = 300  # ~150 per camera, well above the P = 32 a triplet batch draws from one camera
+    num_test_ids: int = 300  # disjoint from the training identities
+    min_cameras_per_id: int = 2  # every identity has a cross-camera match
     max_cameras_per_id: int = 4
-    train_images_per_camera: tuple[int, int] = (2, 5)
-    gallery_images_per_camera: tuple[int, int] = (2, 4)
-    num_distractors: int = 0
+    train_images_per_camera: tuple[int, int] = (2, 5)  # (low, high) images per (identity, camera)
+    gallery_images_per_camera: tuple[int, int] = (2, 4)  # plus the one query per (identity, camera)
+    num_distractors: int = 0  # gallery images of one-off people, pid 0000 as in Market-1501
     height: int = 128
     width: int = 64
-    camera_shift: float = 1.0
+    camera_shift: float = 1.0  # 0: cameras differ in nothing (an upper bound for alignment); 1: the benchmark
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,7 +100,9 @@ class SyntheticSpec:
             if len(value) != 2 or not 1 <= value[0] <= value[1] <= 98:
                 raise ValueError(f"SyntheticSpec.{name} must be (low, high) with 1 <= low <= high <= 98, got {value}")
         if not 2 <= self.num_cameras <= 9:
-            raise ValueError(f"SyntheticSpec.num_cameras must be in 2..9 (one digit in file names), got {self.num_cameras}")
+            raise ValueError(
+                f"SyntheticSpec.num_cameras must be in 2..9 (one digit in file names), got {self.num_cameras}"
+            )
         if not 2 <= self.min_cameras_per_id <= self.max_cameras_per_id <= self.num_cameras:
             raise ValueError(
                 "SyntheticSpec needs 2 <= min_cameras_per_id <= max_cameras_per_id <= num_cameras, got "
@@ -114,7 +116,9 @@ class SyntheticSpec:
         if self.num_distractors < 0:
             raise ValueError(f"SyntheticSpec.num_distractors must be >= 0, got {self.num_distractors}")
         if self.height < 16 or self.width < 8:
-            raise ValueError(f"SyntheticSpec.height and .width must be at least 16 and 8, got {self.height}x{self.width}")
+            raise ValueError(
+                f"SyntheticSpec.height and .width must be at least 16 and 8, got {self.height}x{self.width}"
+            )
         if not 0.0 <= self.camera_shift <= 1.0:
             raise ValueError(f"SyntheticSpec.camera_shift must be in [0, 1], got {self.camera_shift}")
         if self.seed < 0:
@@ -154,14 +158,14 @@ class Identity:
 class CameraStyle:
     """One camera's systematic shift, applied to every image it takes."""
 
-    scene: np.ndarray  # background texture larger than the frame, cropped at a random offset per image
+    scene: np.ndarray  # the camera's field of view, cropped at a random offset per image
     gains: np.ndarray  # per-channel white balance: the colour cast
     exposure: float
     gamma: float  # contrast curve
     black_level: float  # lifted blacks: a washed-out, low-contrast picture
     saturation: float
     downsample: float  # > 1: a low-resolution sensor, upsampled to the output size
-    blur: float  # Gaussian radius in output pixels: focus and motion blur
+    blur: float  # Gaussian sigma in output pixels: focus and motion blur
     noise: np.ndarray  # sensor noise (8-bit units), twice the frame size, cropped at a random offset per image
     person_height: float  # fraction of the frame height the detector's box gives the person
     aspect: float  # horizontal stretch of the detector's box
@@ -183,7 +187,7 @@ class Pose:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Shot:
+class Shot:
     """One image to write: which person, camera and take, and its file."""
 
     split_dir: str
@@ -249,34 +253,48 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: tupl
     return np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), np.float32) / 255.0
 
 
-def make_scene(rng: np.random.Generator, kind: int, height: int, width: int) -> np.ndarray:
-    """A camera's background texture of one of four kinds, 1.25x the frame height and 1.5x its width."""
-    rows, cols = int(height * 1.25), int(width * 1.5)
+def _wall(rng: np.random.Generator, colour: np.ndarray, ys: np.ndarray, xs: np.ndarray, cell: float) -> np.ndarray:
+    """One stretch of wall: brick, a shop front, foliage or plain plaster."""
+    kind = int(rng.integers(4))
+    if kind == 0:  # brick or tiles: a mortar grid with alternate rows offset
+        brick_x = (xs + (np.floor(ys / cell) % 2) * cell) % (2 * cell)
+        mortar = (ys % cell < 1.2) | (brick_x < 1.2)
+        return np.where(mortar[..., None], colour * 0.7, colour)
+    if kind == 1:  # shop front: glass panels of varied brightness between dark frames
+        panel = np.floor((xs - xs.min()) / (cell * 3)).astype(np.int32)
+        shade = rng.uniform(0.75, 1.25, panel.max() + 1).astype(np.float32)
+        frame = ((xs - xs.min()) % (cell * 3)) < 2.0
+        return np.where(frame[..., None], colour * 0.35, colour * shade[panel][..., None])
+    leaves = _smooth_noise(rng, ys.shape[0], xs.shape[1], (max(ys.shape[0] // 10, 2), max(xs.shape[1] // 10, 2)))
+    if kind == 2:  # foliage: blotchy green texture
+        return np.asarray((0.2, 0.32, 0.16), np.float32) * (0.6 + 0.8 * leaves[..., None]) + colour * 0.15
+    return colour * (0.85 + 0.3 * leaves[..., None])  # plaster with soft stains
+
+
+def make_scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A camera's field of view, 1.25x the frame height and 4x its width: walls over the camera's floor.
+
+    The walls change along the view (each image crops it at a random offset), as a real camera's field
+    of view is much wider than one person's box; the floor, horizon and colour family stay the camera's.
+    """
+    rows, cols = int(height * 1.25), width * 4
     ys = np.arange(rows, dtype=np.float32)[:, None]
     xs = np.arange(cols, dtype=np.float32)[None, :]
-    wall = _jitter_colour(rng, GARMENT_PALETTE[int(rng.integers(len(GARMENT_PALETTE)))][0], 0.25) * 0.7 + 0.15
-    ground = _jitter_colour(rng, (0.45, 0.43, 0.40), 0.2)
+    # Muted colours: urban scenes are mostly greys and earth tones.
+    family = 0.35 * _jitter_colour(rng, GARMENT_PALETTE[int(rng.integers(len(GARMENT_PALETTE)))][0], 0.2) + 0.32
+    ground = _jitter_colour(rng, (0.45, 0.43, 0.40), 0.12)
     horizon = rows * rng.uniform(0.55, 0.8)
     cell = height * rng.uniform(0.06, 0.14)
-    if kind == 0:  # brick or tiled wall: a mortar grid with alternate rows offset
-        row = np.floor(ys / cell)
-        brick_x = (xs + (row % 2) * cell) % (2 * cell)
-        mortar = (ys % cell < 1.2) | (brick_x < 1.2)
-        upper = np.where(mortar[..., None], wall * 0.7, wall)
-    elif kind == 1:  # shop front: glass panels of varied brightness between dark frames
-        panel = np.floor(xs / (cell * 3)).astype(np.int32)
-        shade = rng.uniform(0.75, 1.25, panel.max() + 1).astype(np.float32)
-        frame = (xs % (cell * 3)) < 2.0
-        upper = np.where(frame[..., None], wall * 0.35, wall * shade[panel][..., None])
-    elif kind == 2:  # foliage: blotchy green-brown texture
-        leaves = _smooth_noise(rng, rows, cols, (max(rows // 10, 2), max(cols // 10, 2)))[..., None]
-        upper = np.asarray((0.18, 0.32, 0.14), np.float32) * (0.6 + 0.8 * leaves) + wall * 0.15
-    else:  # plain plaster with a soft light gradient
-        upper = wall * (0.8 + 0.4 * _smooth_noise(rng, rows, cols, (3, 3)))[..., None]
+    upper = np.empty((rows, cols, 3), np.float32)
+    left = 0
+    while left < cols:
+        right = min(cols, left + int(width * rng.uniform(0.5, 1.5)))
+        upper[:, left:right] = _wall(rng, _jitter_colour(rng, family, 0.2), ys, xs[:, left:right], cell)
+        left = right
     tiles = ((ys % (cell * 1.5)) < 1.0) | ((xs % (cell * 2.5)) < 1.0)
     floor = np.where(tiles[..., None], ground * 0.8, ground) * (0.85 + 0.3 * (ys / rows))[..., None]
     scene = np.where((ys < horizon)[..., None], upper, floor)
-    scene = scene * (0.9 + 0.2 * _smooth_noise(rng, rows, cols, (4, 4)))[..., None]
+    scene = scene * (0.9 + 0.2 * _smooth_noise(rng, rows, cols, (4, 8)))[..., None]
     return np.clip(scene, 0.0, 1.0).astype(np.float32)
 
 
@@ -295,25 +313,24 @@ def make_camera_styles(spec: SyntheticSpec) -> tuple[CameraStyle, ...]:
 
     # Colour casts point in hue directions spread around the circle so that no two cameras agree.
     angles = rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(count) / count
-    cast = strength * _spread(rng, 0.10, 0.28, count)
+    cast = strength * _spread(rng, 0.045, 0.12, count)
     channel = 2 * np.pi * np.arange(3) / 3
     gains = 1.0 + cast[:, None] * np.cos(angles[:, None] - channel[None, :])
-    exposure = shifted(1.0, 0.65, 1.35)
-    gamma = shifted(1.0, 0.7, 1.4)
-    black_level = shifted(0.0, 0.0, 0.14)
-    saturation = shifted(1.0, 0.45, 1.3)
-    downsample = shifted(1.0, 1.0, 2.4)
-    blur = shifted(0.0, 0.0, 1.1)
-    noise = shifted(2.0, 1.0, 7.0)
-    scene_kinds = rng.permutation(count) % 4  # cameras get different kinds of scene while there are kinds left
-    person_height = shifted(0.84, 0.72, 0.92)
-    aspect = shifted(1.0, 0.85, 1.15)
+    exposure = shifted(1.0, 0.85, 1.17)
+    gamma = shifted(1.0, 0.89, 1.15)
+    black_level = shifted(0.0, 0.0, 0.06)
+    saturation = shifted(1.0, 0.78, 1.11)
+    downsample = shifted(1.0, 1.0, 1.75)
+    blur = shifted(0.0, 0.0, 0.6)
+    noise = shifted(2.0, 1.25, 4.25)
+    person_height = shifted(0.84, 0.78, 0.885)
+    aspect = shifted(1.0, 0.925, 1.075)
     preferred = np.eye(3)[rng.integers(3, size=count)]
     view = (1 - strength) / 3 + strength * (0.2 + 0.4 * preferred)
     styles = []
     for c in range(count):
         camera_rng = _rng(spec.seed, _CAMERA_STREAM, c)
-        scene = make_scene(camera_rng, int(scene_kinds[c]), spec.height, spec.width)
+        scene = make_scene(camera_rng, spec.height, spec.width)
         noise_field = camera_rng.standard_normal((2 * spec.height, 2 * spec.width, 3), dtype=np.float32) * noise[c]
         styles.append(CameraStyle(
             scene=scene,
@@ -330,6 +347,11 @@ def make_camera_styles(spec: SyntheticSpec) -> tuple[CameraStyle, ...]:
             view=view[c],
         ))
     return tuple(styles)
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    """Values limited to [0, 1] (np.clip's overhead dominates on the small arrays shapes use)."""
+    return np.minimum(np.maximum(values, 0.0), 1.0)
 
 
 class _Patch(NamedTuple):
@@ -373,7 +395,7 @@ class _Canvas:
 
     def shade(self, centre_x: float, half_width: float) -> None:
         """Darkens the current person towards its sides, where the body turns away from the light."""
-        edge = np.clip(((self.xs - centre_x) / half_width) ** 2, 0.0, 1.0)
+        edge = _unit(((self.xs - centre_x) / half_width) ** 2)
         self.image *= 1.0 - 0.3 * (self.person * edge)[..., None]
         self.person[:] = 0.0
 
@@ -381,34 +403,35 @@ class _Canvas:
         """An axis-aligned rectangle."""
         rows, cols = self._window(top, bottom, left, right)
         ys, xs = self.ys[rows], self.xs[:, cols]
-        inside_y = np.clip(np.minimum(ys - top, bottom - ys) + 0.5, 0.0, 1.0)
-        inside_x = np.clip(np.minimum(xs - left, right - xs) + 0.5, 0.0, 1.0)
+        inside_y = _unit(np.minimum(ys - top, bottom - ys) + 0.5)
+        inside_x = _unit(np.minimum(xs - left, right - xs) + 0.5)
         return _Patch(rows, cols, inside_y * inside_x)
 
     def ellipse(self, cy: float, cx: float, ry: float, rx: float) -> _Patch:
         """An axis-aligned ellipse."""
         rows, cols = self._window(cy - ry, cy + ry, cx - rx, cx + rx)
         radius = np.sqrt(((self.ys[rows] - cy) / ry) ** 2 + ((self.xs[:, cols] - cx) / rx) ** 2)
-        return _Patch(rows, cols, np.clip((1.0 - radius) * min(ry, rx) + 0.5, 0.0, 1.0))
+        return _Patch(rows, cols, _unit((1.0 - radius) * min(ry, rx) + 0.5))
 
     def capsule(self, start: tuple[float, float], end: tuple[float, float], radius: float) -> _Patch:
         """A thick segment with round ends: a limb."""
         (y0, x0), (y1, x1) = start, end
-        rows, cols = self._window(min(y0, y1) - radius, max(y0, y1) + radius, min(x0, x1) - radius, max(x0, x1) + radius)
+        rows, cols = self._window(min(y0, y1) - radius, max(y0, y1) + radius,
+                                  min(x0, x1) - radius, max(x0, x1) + radius)
         ys, xs = self.ys[rows], self.xs[:, cols]
         dy, dx = y1 - y0, x1 - x0
-        t = np.clip(((ys - y0) * dy + (xs - x0) * dx) / max(dy * dy + dx * dx, 1e-6), 0.0, 1.0)
+        t = _unit(((ys - y0) * dy + (xs - x0) * dx) / max(dy * dy + dx * dx, 1e-6))
         distance = np.hypot(ys - (y0 + t * dy), xs - (x0 + t * dx))
-        return _Patch(rows, cols, np.clip(radius - distance + 0.5, 0.0, 1.0))
+        return _Patch(rows, cols, _unit(radius - distance + 0.5))
 
     def trapezoid(self, top: float, bottom: float, cx: float, half_top: float, half_bottom: float) -> _Patch:
         """A vertical trapezoid centred on `cx`: a torso or a skirt."""
         widest = max(half_top, half_bottom)
         rows, cols = self._window(top, bottom, cx - widest, cx + widest)
         ys, xs = self.ys[rows], self.xs[:, cols]
-        half = half_top + np.clip((ys - top) / (bottom - top), 0.0, 1.0) * (half_bottom - half_top)
-        inside_y = np.clip(np.minimum(ys - top, bottom - ys) + 0.5, 0.0, 1.0)
-        return _Patch(rows, cols, inside_y * np.clip(half - np.abs(xs - cx) + 0.5, 0.0, 1.0))
+        half = half_top + _unit((ys - top) / (bottom - top)) * (half_bottom - half_top)
+        inside_y = _unit(np.minimum(ys - top, bottom - ys) + 0.5)
+        return _Patch(rows, cols, inside_y * _unit(half - np.abs(xs - cx) + 0.5))
 
     def texture(self, garment: Garment, origin: tuple[float, float], body_height: float) -> np.ndarray:
         """The garment's colour (a triple, or a full-size texture) with its pattern anchored on the body."""
@@ -465,11 +488,11 @@ def _draw_legs(canvas: _Canvas, person: Identity, body: _Body) -> None:
         canvas.paint(canvas.ellipse(foot[0] + 0.02 * body.height, foot[1] + 0.015 * body.height * facing,
                                     0.022 * body.height, 0.045 * body.height * body.narrow), person.shoes)
     if person.lower_kind == "skirt":
-        half = 0.11 * body.narrow
-        canvas.paint(canvas.trapezoid(body.y(0.47), body.y(0.72), body.x(0.0), body.height * half * 0.9
-                                      * body.pose.width_scale, body.height * half * 1.3 * body.pose.width_scale), lower)
-    else:
-        canvas.paint(canvas.box(body.y(0.47), body.y(0.56), body.x(-0.1 * body.narrow), body.x(0.1 * body.narrow)), lower)
+        half = 0.11 * body.narrow * body.height * body.pose.width_scale
+        canvas.paint(canvas.trapezoid(body.y(0.47), body.y(0.72), body.x(0.0), half * 0.9, half * 1.3), lower)
+    else:  # the seat joins the two legs
+        seat = canvas.box(body.y(0.47), body.y(0.56), body.x(-0.1 * body.narrow), body.x(0.1 * body.narrow))
+        canvas.paint(seat, lower)
 
 
 def _draw_arms(canvas: _Canvas, person: Identity, body: _Body, upper: np.ndarray) -> list[tuple[float, float]]:
@@ -519,8 +542,8 @@ def _draw_backpack(canvas: _Canvas, person: Identity, body: _Body, on_top: bool)
         canvas.paint(canvas.box(body.y(0.17), body.y(0.42), near, far), colour)
     elif orientation == "front" and on_top:
         for side in (-1, 1):
-            canvas.paint(canvas.box(body.y(0.15), body.y(0.36), body.x(0.06 * side - 0.012), body.x(0.06 * side + 0.012)),
-                         colour * 0.8)
+            strap = canvas.box(body.y(0.15), body.y(0.36), body.x(0.06 * side - 0.012), body.x(0.06 * side + 0.012))
+            canvas.paint(strap, colour * 0.8)
 
 
 def _draw_handbag(canvas: _Canvas, person: Identity, body: _Body, hands: list[tuple[float, float]]) -> None:
@@ -528,7 +551,8 @@ def _draw_handbag(canvas: _Canvas, person: Identity, body: _Body, hands: list[tu
     hand = hands[0] if len(hands) == 1 or person.bag_side < 0 else hands[1]
     size = 0.09 * body.height
     top = hand[0] - 0.02 * body.height
-    canvas.paint(canvas.capsule((top - 0.05 * body.height, hand[1]), (top, hand[1] - size * 0.3), 0.6), person.bag_colour)
+    strap = canvas.capsule((top - 0.05 * body.height, hand[1]), (top, hand[1] - size * 0.3), 0.6)
+    canvas.paint(strap, person.bag_colour)
     canvas.paint(canvas.box(top, top + size, hand[1] - size * 0.5, hand[1] + size * 0.5), person.bag_colour)
 
 
@@ -641,7 +665,7 @@ def _camera_visits(spec: SyntheticSpec, person_index: int) -> list[tuple[int, in
     return [(camid, int(rng.integers(low, high + 1))) for camid in cameras]
 
 
-def plan_shots(spec: SyntheticSpec) -> list[_Shot]:
+def plan_shots(spec: SyntheticSpec) -> list[Shot]:
     """Every image of the tree, named like Market-1501: PPPP_cCs1_FFFFFF_NN.jpg (camera 1-based)."""
     frames = [0] * spec.num_cameras  # a running frame number per camera keeps names unique
     shots = []
@@ -649,7 +673,7 @@ def plan_shots(spec: SyntheticSpec) -> list[_Shot]:
     def add(split_dir: str, pid: int, camid: int, person_index: int, take: int, number: int) -> None:
         frames[camid] += 1
         name = f"{pid:04d}_c{camid + 1}s1_{frames[camid]:06d}_{number:02d}.jpg"
-        shots.append(_Shot(split_dir, pid, camid, person_index, take, name))
+        shots.append(Shot(split_dir, pid, camid, person_index, take, name))
 
     for person_index in range(spec.num_train_ids + spec.num_test_ids):
         pid = person_index + 1
@@ -663,7 +687,7 @@ def plan_shots(spec: SyntheticSpec) -> list[_Shot]:
                     add(GALLERY_DIR, pid, camid, person_index, take, take)
     for index in range(spec.num_distractors):
         person_index = spec.num_train_ids + spec.num_test_ids + index
-        camid = int(_rng(spec.seed, _DISTRACTOR_STREAM, index).integers(spec.num_cameras))
+        camid = int(_rng(spec.seed, _VISIT_STREAM, person_index).integers(spec.num_cameras))
         add(GALLERY_DIR, 0, camid, person_index, 0, 1)
     return shots
 
@@ -683,8 +707,7 @@ def _write_tree(root: str, spec: SyntheticSpec) -> int:
     shots = plan_shots(spec)
     for shot in shots:
         if shot.person_index not in people:
-            stream = _IDENTITY_STREAM if shot.pid else _DISTRACTOR_STREAM
-            people[shot.person_index] = make_identity(_rng(spec.seed, stream, shot.person_index))
+            people[shot.person_index] = make_identity(_rng(spec.seed, _IDENTITY_STREAM, shot.person_index))
         rng = _rng(spec.seed, _IMAGE_STREAM, shot.person_index, shot.camid, shot.take)
         pixels = render(people[shot.person_index], styles[shot.camid], scenes, spec, rng)
         Image.fromarray(pixels).save(os.path.join(root, shot.split_dir, shot.file_name), format="JPEG",
