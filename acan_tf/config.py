@@ -32,7 +32,7 @@ class Config:
     # Data.
     dataset: str = _field("synthetic", "Dataset layout to read (see acan_tf.data.DATASET_NAMES).")
     data_root: str = _field("data/synthetic", "Dataset folder or its parent; the synthetic benchmark is generated here if absent.")
-    synthetic_camera_shift: float = _field(0.5, "Strength of the cameras' shifts when the synthetic benchmark is generated (0-1).")
+    synthetic_camera_shift: float = _field(1.0, "Strength of the cameras' shifts when the synthetic benchmark is generated (0-1).")
     image_height: int = _field(64, "Input height H (paper: 256; the dataset flagfiles set it).")
     image_width: int = _field(32, "Input width W (paper: 128).")
     frames_per_tracklet: int = _field(4, "Frames T sampled per tracklet in training (video datasets).")
