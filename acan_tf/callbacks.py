@@ -1,11 +1,14 @@
-"""Keras callbacks of a training run: periodic Re-ID evaluation and atomic checkpoints."""
+"""Keras callbacks of a training run: periodic Re-ID evaluation, checkpoints for export and for --resume, TensorBoard scalars."""
 
 from __future__ import annotations
 
-from typing import Callable
+import os
+from typing import Any, Callable, Mapping
 
 import keras
+import tensorflow as tf
 
+from acan_tf.checkpointing import Progress, TrainingState
 from acan_tf.io import atomic_path
 
 SCALAR_METRICS = ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP", "discrepancy", "d_test_accuracy")
@@ -18,16 +21,20 @@ def save_weights_atomically(model: keras.Model, path: str) -> None:
 
 
 class PeriodicEvaluation(keras.callbacks.Callback):
-    """Evaluates every `every` epochs and after the last one; adds `val_*` to the epoch logs; keeps the best weights."""
+    """Evaluates every `every` epochs and after the last one; adds `val_*` to the epoch logs; keeps the best weights.
 
-    def __init__(self, evaluate: Callable[[], dict], every: int, epochs: int, best_path: str):
+    A resumed run passes the evaluations (and best mAP) recorded before it stopped.
+    """
+
+    def __init__(self, evaluate: Callable[[], dict], every: int, epochs: int, best_path: str,
+                 evaluations: list[dict] | None = None, best_map: float = -1.0):
         super().__init__()
         self.evaluate = evaluate
         self.every = every
         self.epochs = epochs
         self.best_path = best_path
-        self.evaluations: list[dict] = []
-        self.best_map = -1.0
+        self.evaluations: list[dict] = list(evaluations or [])
+        self.best_map = best_map
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
@@ -51,3 +58,86 @@ class LastCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         save_weights_atomically(self.model, self.path)
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Saves the full training state for --resume every `every` steps and after every epoch; records the epoch logs.
+
+    `records` returns what else the run must carry over (its evaluations and best mAP); a resumed run passes the
+    epoch logs saved before it stopped. `saved_step` is the step of the last state saved.
+    """
+
+    def __init__(self, state: TrainingState, run_dir: str, every: int, records: Callable[[], Mapping[str, Any]],
+                 epoch_logs: list[dict[str, float]] | None = None, saved_step: int = 0):
+        super().__init__()
+        self.state = state
+        self.run_dir = run_dir
+        self.every = every
+        self.records = records
+        self.epoch_logs: list[dict[str, float]] = list(epoch_logs or [])
+        self.saved_step = saved_step
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        steps = self.params["steps"]
+        step = self.epoch * steps + batch + 1
+        if step % self.every == 0 and batch + 1 != steps:  # the epoch's last step is saved after its evaluation
+            self._save(step)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_logs.append({name: float(value) for name, value in (logs or {}).items()})
+        self._save((epoch + 1) * self.params["steps"])
+
+    def _save(self, step: int) -> None:
+        records = self.records()
+        progress = Progress(step, self.epoch_logs, records.get("evaluations", []), records.get("best_map", -1.0))
+        self.state.save(self.run_dir, progress)
+        self.saved_step = step
+
+
+class TrainingLogs(keras.callbacks.Callback):
+    """TensorBoard scalars at the run's global step, so a resumed run continues its curves.
+
+    train/: batch_<metric> every `every` steps, epoch_<metric> and each optimizer's learning rate per epoch;
+    validation/: epoch_<metric> of every evaluation (the `val_*` logs).
+    """
+
+    def __init__(self, log_dir: str, every: int, optimizers: Mapping[str, keras.optimizers.Optimizer]):
+        super().__init__()
+        self.every = every
+        self.optimizers = dict(optimizers)
+        self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
+        self.validation_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        step = self.epoch * self.params["steps"] + batch + 1
+        if step % self.every == 0:
+            with self.train_writer.as_default(step=step):
+                for name, value in (logs or {}).items():
+                    tf.summary.scalar(f"batch_{name}", value)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        with self.train_writer.as_default(step=epoch + 1):
+            for name, value in logs.items():
+                if not name.startswith("val_"):
+                    tf.summary.scalar(f"epoch_{name}", value)
+            for name, optimizer in self.optimizers.items():
+                tf.summary.scalar(f"epoch_learning_rate_{name}", float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+        with self.validation_writer.as_default(step=epoch + 1):
+            for name, value in logs.items():
+                if name.startswith("val_"):
+                    tf.summary.scalar(f"epoch_{name[len('val_'):]}", value)
+        self.train_writer.flush()
+        self.validation_writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.train_writer.close()
+        self.validation_writer.close()

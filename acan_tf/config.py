@@ -71,8 +71,19 @@ class Config:
     normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model does).")
     output_dir: str = _field("runs/acan", "Run directory: checkpoints, TensorBoard logs, report.json.")
     overwrite: bool = _field(False, "Replace an existing run in --output_dir.")
+    resume: bool = _field(False, "Continue the run saved in --output_dir from its last saved state (start it if there is none).")
+    checkpoint_every_steps: int = _field(0, "Save the training state for --resume every N steps and after every epoch; 0: every half epoch.")
     seed: int = _field(0, "Seed of sampling, augmentation and initialisation.")
-    strategy: str = _field("auto", "auto: MirroredStrategy with more than one GPU, else the default strategy.", ("auto", "one_device", "mirrored"))
+    deterministic: bool = _field(False, "TensorFlow op determinism: a rerun, or a resumed run, gives the same weights bit for bit.")
+    # Hardware.
+    strategy: str = _field(
+        "auto",
+        "auto: mirrored with more than one GPU, else one device; mirrored: MirroredStrategy over the local GPUs (or "
+        "logical CPUs); multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG; one_device: the first GPU or the CPU.",
+        ("auto", "one_device", "mirrored", "multi_worker"),
+    )
+    mixed_precision: str = _field("none", "Compute in bfloat16 or float16 (with loss scaling), weights and losses in float32; for GPUs.", ("none", "bfloat16", "float16"))
+    jit_compile: str = _field("auto", "XLA-compile the training step: auto (on when a GPU is visible), on, off.", ("auto", "on", "off"))
 
     def __post_init__(self) -> None:
         _check(self)
@@ -140,3 +151,5 @@ def _check(config: Config) -> None:
     require(0.0 <= config.synthetic_camera_shift <= 1.0, "synthetic_camera_shift", "a number in [0, 1]")
     require(config.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1")
     require(bool(config.output_dir), "output_dir", "a directory path")
+    require(not (config.resume and config.overwrite), "resume", "False with --overwrite (--resume continues the run, --overwrite replaces it)")
+    require(config.checkpoint_every_steps >= 0, "checkpoint_every_steps", "an integer >= 0 (0: every half epoch)")

@@ -1,24 +1,30 @@
-"""Builds ACAN, its optimizers and the distribution strategy from a Config."""
+"""Builds ACAN and its optimizers from a Config, in the compute precision of --mixed_precision."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import keras
-import tensorflow as tf
 
 from acan_tf.config import Config
 from acan_tf.model.acan import ACAN
 from acan_tf.model.discriminator import build_discriminator
 from acan_tf.model.encoder import build_encoder
 
+# --mixed_precision → Keras dtype policy: variables stay float32, layers compute in the policy's dtype.
+DTYPE_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
-def build_strategy(name: str) -> tf.distribute.Strategy:
-    """`auto`: MirroredStrategy when more than one GPU is visible, else the default strategy."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    return tf.distribute.get_strategy()
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Keras' global dtype policy set to `name` while the block builds layers, then put back."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def step_decay(base_rate: float, config: Config, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
@@ -31,9 +37,18 @@ def step_decay(base_rate: float, config: Config, steps_per_epoch: int) -> float 
 
 
 def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
-    """A compiled ACAN: F (SGD at --lr_pretrained) and D (SGD at --lr_new), both with step decay."""
+    """A compiled ACAN: F (SGD at --lr_pretrained) and D (SGD at --lr_new), both with step decay.
+
+    With --mixed_precision, F's layers compute in bfloat16 or float16 but its features leave it in float32, and D
+    stays in float32: the losses (and the triplet loss's 1e-12 distance floor, which float16 flushes to zero) are
+    float32. With float16, both optimizers scale the loss dynamically against gradient underflow.
+    """
     keras.utils.set_random_seed(config.seed)
-    encoder = build_encoder(config.backbone, config.image_height, config.image_width, config.backbone_weights)
+    with dtype_policy(DTYPE_POLICIES[config.mixed_precision]):
+        encoder = build_encoder(config.backbone, config.image_height, config.image_width, config.backbone_weights)
+    if config.mixed_precision != "none":
+        # The pooling layer casts its input, so the architecture and weight files stay those of a float32 run.
+        encoder.get_layer("pool").dtype_policy = "float32"
     discriminator = build_discriminator(encoder.output_shape[-1], num_cameras, config.disc_width)
     acan = ACAN(
         encoder,
@@ -47,9 +62,10 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
     )
 
     def sgd(rate: float) -> keras.optimizers.Optimizer:
-        return keras.optimizers.SGD(
+        optimizer = keras.optimizers.SGD(
             step_decay(rate, config, steps_per_epoch), momentum=config.momentum, weight_decay=config.weight_decay or None
         )
+        return keras.optimizers.LossScaleOptimizer(optimizer) if config.mixed_precision == "float16" else optimizer
 
     acan.compile(f_optimizer=sgd(config.lr_pretrained), d_optimizer=sgd(config.lr_new))
     return acan

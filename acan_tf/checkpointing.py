@@ -1,0 +1,136 @@
+"""The training state behind --resume: F, D, both optimizers, the step, and what the run has recorded so far.
+
+In <run>/checkpoints/state/:
+  step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D and both optimizers
+                                                            (momentum, iteration count, loss scale)
+  progress.json                                             the step saved, its checkpoint, the epoch logs, the
+                                                            evaluations and the metrics' running sums so far
+progress.json is written last, through a temporary file and a rename, and is the only way in: a checkpoint cut
+short by a crash is never named by it, so it is never loaded, and the next save deletes it. The samplers need
+no saved state: step k's batches are a function of (seed, k) (acan_tf.data.pipeline), so the step is all a
+resumed run needs to draw the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from acan_tf.io import write_json
+from acan_tf.model.acan import ACAN
+
+STATE_FOLDER = os.path.join("checkpoints", "state")
+PROGRESS_FILE = "progress.json"
+KEPT = 2  # complete checkpoints kept: the newest and the one before it
+
+
+class CheckpointError(RuntimeError):
+    """The training state cannot be written or read; the message names the file and what is still intact."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """What a run had done at a saved step: steps completed, one log dict per completed epoch, its evaluations."""
+
+    step: int
+    epoch_logs: list[dict[str, float]]
+    evaluations: list[dict[str, Any]]
+    best_map: float
+
+
+def progress_path(run_dir: str) -> str:
+    """The progress.json of a run directory."""
+    return os.path.join(run_dir, STATE_FOLDER, PROGRESS_FILE)
+
+
+def read_progress(run_dir: str) -> dict[str, Any] | None:
+    """The saved progress document of a run, or None if it has saved no state."""
+    path = progress_path(run_dir)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} cannot be read ({error}); pass --overwrite to start the run over") from error
+    expected = {"step": int, "checkpoint": str, "kept": list, "epoch_logs": list, "evaluations": list,
+                "best_map": (int, float), "metrics": dict}
+    fields = document if isinstance(document, dict) else {}
+    wrong = [key for key, kind in expected.items() if not isinstance(fields.get(key), kind)]
+    if wrong:
+        raise CheckpointError(f"{path} is not a progress file of acan_tf (bad or missing {', '.join(wrong)}); "
+                              f"pass --overwrite to start the run over")
+    return document
+
+
+def weights_digest(model: keras.Model) -> str:
+    """SHA-256 of all of `model`'s weights in order: equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for variable in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
+    return digest.hexdigest()
+
+
+class TrainingState:
+    """Saves and restores an ACAN's full training state in a run directory."""
+
+    def __init__(self, acan: ACAN):
+        self.acan = acan
+        self.checkpoint = tf.train.Checkpoint(
+            encoder=acan.encoder, discriminator=acan.discriminator, f_optimizer=acan.f_optimizer, d_optimizer=acan.d_optimizer
+        )
+
+    def save(self, run_dir: str, progress: Progress) -> None:
+        """Writes the state at `progress.step`, then progress.json naming it; removes all but the last KEPT."""
+        folder = os.path.join(run_dir, STATE_FOLDER)
+        previous = read_progress(run_dir)
+        name = f"step-{progress.step:08d}"
+        kept = ([name] + [k for k in previous["kept"] if k != name] if previous else [name])[:KEPT]
+        # Every worker of a multi-worker run reads the metrics here (a collective op), in the same order.
+        metrics = {m.name: [float(keras.ops.convert_to_numpy(v)) for v in m.variables] for m in self.acan.metrics}
+        try:
+            os.makedirs(folder, exist_ok=True)
+            self.checkpoint.write(os.path.join(folder, name))
+            write_json(progress_path(run_dir), {
+                "step": progress.step, "checkpoint": name, "kept": kept, "epoch_logs": progress.epoch_logs,
+                "evaluations": progress.evaluations, "best_map": progress.best_map, "metrics": metrics,
+            })
+        except (OSError, tf.errors.OpError) as error:
+            intact = f"the state of step {previous['step']} is intact" if previous else "no state had been saved yet"
+            reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+            raise CheckpointError(f"cannot save the training state in {folder}: {reason}; {intact}") from error
+        _remove_all_but(folder, kept)
+
+    def restore(self, run_dir: str) -> Progress | None:
+        """Loads the state progress.json names (and the metrics' running sums); None if the run saved none."""
+        document = read_progress(run_dir)
+        if document is None:
+            return None
+        prefix = os.path.join(run_dir, STATE_FOLDER, document["checkpoint"])
+        try:
+            self.checkpoint.read(prefix).assert_consumed()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            raise CheckpointError(
+                f"the training state {prefix} named by {progress_path(run_dir)} cannot be restored ({error}); "
+                f"was the run made with other settings? Pass --overwrite to start it over"
+            ) from error
+        for metric in self.acan.metrics:
+            for variable, value in zip(metric.variables, document["metrics"].get(metric.name, ())):
+                variable.assign(value)
+        return Progress(document["step"], document["epoch_logs"], document["evaluations"], float(document["best_map"]))
+
+
+def _remove_all_but(folder: str, kept: list[str]) -> None:
+    """Deletes every file in `folder` but progress.json and the files of the checkpoints in `kept`."""
+    keep = re.compile(rf"({'|'.join(map(re.escape, kept))})\.(index|data-\d+-of-\d+)")
+    for entry in os.listdir(folder):
+        if entry != PROGRESS_FILE and not keep.fullmatch(entry):
+            os.remove(os.path.join(folder, entry))

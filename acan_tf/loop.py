@@ -1,0 +1,111 @@
+"""The training loop: the model's own `train_step` under `strategy.run`, driving Keras callbacks as `fit()` does.
+
+One loop for every strategy. Keras' `fit` cannot be used: under MultiWorkerMirroredStrategy it fails in
+Keras 3.15 even for a Sequential model ("Attempt to convert a value (PerReplica...) to a Tensor"), and it
+cannot start in the middle of an epoch, which resuming needs. Callbacks see the same calls as under `fit`
+(epochs, batches within the epoch, logs), so Keras' progress bar and the run's callbacks work unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+# The losses whose value stops training when it is NaN or Inf.
+GUARDED_LOSSES = ("loss", "triplet_loss", "d_loss", "adv_loss")
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or a weight became NaN or Inf; `step` is the 1-based step that produced it."""
+
+    def __init__(self, step: int, message: str):
+        super().__init__(message)
+        self.step = step
+
+
+def use_jit_compile(setting: str) -> bool:
+    """--jit_compile: on, off, or auto (on when a GPU is visible; XLA made CPU training slower here)."""
+    return setting == "on" or (setting == "auto" and bool(tf.config.list_logical_devices("GPU")))
+
+
+def make_step_function(
+    model: keras.Model, strategy: tf.distribute.Strategy, jit_compile: bool
+) -> Callable[[tf.distribute.DistributedIterator], tuple[dict[str, tf.Tensor], tf.Tensor]]:
+    """One training step on every replica: (logs averaged over replicas, whether every weight is still finite)."""
+    # Keras updates batch-norm statistics on each replica from its own slice (variables without aggregation);
+    # averaging them after each step keeps every replica and worker identical, as Keras 2's MEAN-aggregated
+    # moving averages did.
+    replica_local = [v for v in model.weights if v.aggregation == "none" and not v.trainable]
+
+    def replica_step(data: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], list[tf.Tensor]]:
+        return model.train_step(data), [tf.identity(v) for v in replica_local]
+
+    if jit_compile:
+        replica_step = tf.function(replica_step, jit_compile=True)
+
+    def mean(value: tf.distribute.DistributedValues) -> tf.Tensor:
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+
+    @tf.function
+    def step(iterator: tf.distribute.DistributedIterator) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        logs, local_values = strategy.run(replica_step, args=(next(iterator),))
+        for variable, value in zip(replica_local, local_values):
+            variable.assign(mean(value))
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights])
+        return {name: mean(value) for name, value in logs.items()}, finite
+
+    return step
+
+
+def check_finite(step: int, logs: dict[str, float], weights_finite: bool) -> None:
+    """Raises NonFiniteError naming `step` and the loss if a guarded loss or a weight is NaN or Inf."""
+    for name in GUARDED_LOSSES:
+        if name in logs and not math.isfinite(logs[name]):
+            losses = ", ".join(f"{key}={logs[key]:.4g}" for key in GUARDED_LOSSES if key in logs)
+            raise NonFiniteError(step, f"step {step}: {name} is {logs[name]} ({losses})")
+    if not weights_finite:
+        raise NonFiniteError(step, f"step {step}: a weight became NaN or Inf (losses were finite)")
+
+
+def fit(
+    model: keras.Model,
+    strategy: tf.distribute.Strategy,
+    batches: tf.distribute.DistributedDataset,
+    callbacks: Sequence[keras.callbacks.Callback],
+    epochs: int,
+    steps_per_epoch: int,
+    initial_step: int = 0,
+    jit_compile: bool = False,
+    verbose: int = 1,
+) -> None:
+    """Trains from step `initial_step` (0-based, possibly mid-epoch) to `epochs * steps_per_epoch`.
+
+    `batches` must start at `initial_step`. The model's metrics are reset at the start of each epoch, except the
+    epoch being resumed, whose metrics the caller has restored. Raises NonFiniteError before the callbacks see a
+    step whose losses or weights are not finite, so no checkpoint holds them.
+    """
+    step_function = make_step_function(model, strategy, jit_compile)
+    iterator = iter(batches)
+    callback_list = keras.callbacks.CallbackList(
+        list(callbacks), add_progbar=verbose > 0, model=model, verbose=verbose, epochs=epochs, steps=steps_per_epoch
+    )
+    first_epoch, first_batch = divmod(initial_step, steps_per_epoch)
+    callback_list.on_train_begin()
+    for epoch in range(first_epoch, epochs):
+        start = first_batch if epoch == first_epoch else 0
+        if start == 0:
+            for metric in model.metrics:
+                metric.reset_state()
+        callback_list.on_epoch_begin(epoch)
+        logs: dict[str, float] = {}
+        for batch in range(start, steps_per_epoch):
+            callback_list.on_train_batch_begin(batch)
+            values, finite = step_function(iterator)
+            logs = {name: float(value) for name, value in values.items()}
+            check_finite(epoch * steps_per_epoch + batch + 1, logs, bool(finite))
+            callback_list.on_train_batch_end(batch, logs)
+        callback_list.on_epoch_end(epoch, logs)
+    callback_list.on_train_end()
