@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from typing import Any
 
 import keras
@@ -105,8 +106,7 @@ class TrainingState:
             })
         except (OSError, tf.errors.OpError) as error:
             intact = f"the state of step {previous['step']} is intact" if previous else "no state had been saved yet"
-            reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
-            raise CheckpointError(f"cannot save the training state in {folder}: {reason}; {intact}") from error
+            raise CheckpointError(f"cannot save the training state in {folder}: {_reason(error)}; {intact}") from error
         _remove_all_but(folder, kept)
 
     def restore(self, run_dir: str) -> Progress | None:
@@ -128,9 +128,27 @@ class TrainingState:
         return Progress(document["step"], document["epoch_logs"], document["evaluations"], float(document["best_map"]))
 
 
+def _reason(error: Exception) -> str:
+    """The cause of a failed write in a line: the OS's words, or TensorFlow's message without its op decorations."""
+    if isinstance(error, tf.errors.OpError):
+        return re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", error.message).strip()
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno) + (f" ({error.filename})" if error.filename else "")
+    return str(error)
+
+
 def _remove_all_but(folder: str, kept: list[str]) -> None:
-    """Deletes every file in `folder` but progress.json and the files of the checkpoints in `kept`."""
+    """Deletes everything in `folder` but progress.json and the files of the checkpoints in `kept`.
+
+    What goes is what a crashed save left: files of unnamed checkpoints, TensorFlow's `*_temp` folders of a
+    sharded write, temporary progress files.
+    """
     keep = re.compile(rf"({'|'.join(map(re.escape, kept))})\.(index|data-\d+-of-\d+)")
     for entry in os.listdir(folder):
-        if entry != PROGRESS_FILE and not keep.fullmatch(entry):
-            os.remove(os.path.join(folder, entry))
+        path = os.path.join(folder, entry)
+        if entry == PROGRESS_FILE or keep.fullmatch(entry):
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)

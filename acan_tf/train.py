@@ -207,7 +207,10 @@ def run(config: Config) -> dict:
     except NonFiniteError as error:
         raise RunError(f"{error}: training stopped. {saved(checkpoint.saved_step, config)}") from error
     except OSError as error:
-        raise RunError(f"cannot write the run: {error}. {saved(checkpoint.saved_step, config)} "
+        # HDF5's messages run to several lines; the OS's reason and the file say what the user needs.
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        where = error.filename or write_dir
+        raise RunError(f"cannot write {where}: {reason}. {saved(checkpoint.saved_step, config)} "
                        f"Free space or fix permissions, then rerun with --resume.") from error
     finally:
         if not chief:
@@ -283,6 +286,8 @@ def main(argv: list[str]) -> None:
     """Entry point of the absl app."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # TensorFlow's own INFO lines (one per checkpoint save, per collective op) would break up the progress bar.
+    tf.get_logger().setLevel("WARNING")
     try:
         report = run(config_from_flags())
     except USER_ERRORS as error:

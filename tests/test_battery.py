@@ -5,6 +5,7 @@ import errno
 import io
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +25,7 @@ from acan_tf.data.pipeline import TrainingBatches
 from acan_tf.data.sampling import SamplingError, training_set
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.model.backbones import BACKBONES
+from acan_tf.model.builder import build_acan
 from acan_tf.train import RunError, run
 from tests.fixture_trees import write_mars_tree, write_msmt17_tree
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
@@ -195,8 +197,8 @@ def test_a_full_disk_while_saving_the_state_keeps_the_last_state_and_resume_fini
 
     monkeypatch.setattr(checkpointing, "write_json", fills_up)
     config = tiny_config(pristine, str(tmp_path / "run"), **SHORT)
-    with pytest.raises(CheckpointError, match=r"cannot save the training state in .*: No space left on device; "
-                                              r"the state of step 2 is intact"):
+    with pytest.raises(CheckpointError, match=r"cannot save the training state in .*: No space left on device "
+                                              r"\(.*progress\.json\); the state of step 2 is intact"):
         run(config)
     state = tmp_path / "run" / checkpointing.STATE_FOLDER
     assert read_progress(str(tmp_path / "run"))["step"] == 2
@@ -222,8 +224,49 @@ def test_a_full_disk_while_saving_weights_keeps_the_previous_file(pristine, tmp_
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
     monkeypatch.setattr(keras.Model, "save_weights", fills_up)
-    with pytest.raises(RunError, match=r"cannot write the run: .*No space left on device.*The last good state, step 1, is intact"):
+    with pytest.raises(RunError, match=r"cannot write .*best.*\.h5: No space left on device\. The last good state, step 1, is intact"):
         run(config)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(name for name in os.listdir(checkpoints) if name != "state") == ["last.weights.h5"]
     assert len(h5_arrays(str(checkpoints / "last.weights.h5"))) > 10, "epoch 1's weights are still whole"
+
+
+def mount_namespace(probe_dir) -> list[str] | None:
+    """A command prefix that runs a shell in a private mount namespace where tmpfs can be mounted, or None."""
+    for prefix in (["unshare", "--mount"], ["unshare", "--mount", "--map-root-user"]):
+        try:
+            probe = subprocess.run([*prefix, "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {shlex.quote(str(probe_dir))}"],
+                                   capture_output=True, timeout=30)
+        except (FileNotFoundError, subprocess.TimeoutExpired):
+            return None
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+def test_a_real_full_or_read_only_filesystem_is_named_keeping_the_saved_state(pristine, tmp_path):
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    prefix = mount_namespace(mount)
+    if prefix is None:
+        pytest.skip("this machine allows no private mount namespace (unshare); the disk-full tests above simulate one")
+    config = tiny_config(pristine, str(mount / "run"), **SHORT)
+    acan = build_acan(config, num_cameras=3, steps_per_epoch=4)
+    state_bytes = sum(np.array(v).nbytes for v in [*acan.weights, *acan.f_optimizer.variables, *acan.d_optimizer.variables])
+    # A tmpfs that holds one saved state but not two: the second save (step 2) fills it.
+    script = f"""
+        mount -t tmpfs -o size={int(1.5 * state_bytes) // 1024}k tmpfs {mount}
+        {shlex.join(train_command(config))}; echo "full: $?"
+        cat {mount}/run/checkpoints/state/progress.json
+        mount -o remount,ro {mount}
+        {shlex.join(train_command(tiny_config(pristine, str(mount / "other"))))}; echo "read-only: $?"
+    """
+    result = subprocess.run([*prefix, "sh", "-c", script], cwd=REPO, env=subprocess_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert "full: 1" in result.stdout, result.stderr[-3000:]
+    assert re.search(rf"acan_tf.train: error: cannot save the training state in {mount}/run/checkpoints/state: "
+                     rf"\S+; No space left on device; the state of step 1 is intact", result.stderr), result.stderr[-3000:]
+    assert '"step": 1' in result.stdout, "progress.json still names the state of step 1"
+    assert "read-only: 1" in result.stdout
+    assert f"acan_tf.train: error: --output_dir={mount}/other: {mount} is not writable" in result.stderr
+    assert "Traceback" not in result.stderr

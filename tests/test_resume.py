@@ -120,6 +120,9 @@ def test_a_half_written_checkpoint_is_never_loaded_and_is_cleaned_up(tmp_path):
         handle.truncate(10)
     with open(os.path.join(folder, ".progress.0123.tmp.json"), "w") as handle:
         handle.write('{"step": 4, "checkp')
+    os.makedirs(os.path.join(folder, "step-00000004_temp"))  # TensorFlow's folder of a sharded write in progress
+    with open(os.path.join(folder, "step-00000004_temp", "part-00000-of-00001.data-00000-of-00001.tempstate1"), "wb"):
+        pass
 
     fresh_state, fresh = tiny_state(tmp_path, seed=3)
     assert fresh_state.restore(run_dir).step == 2
