@@ -15,7 +15,10 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
+import tensorflow as tf
 
+from acan_tf.distribution import DistributionError, check_replica_split, check_tf_config, replica_slices
 from acan_tf.model.builder import build_acan
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
 
@@ -83,3 +86,39 @@ def test_two_workers_match_each_other_and_a_single_process_run(tmp_path):
     build_acan(config, num_cameras=3, steps_per_epoch=config.steps_per_epoch).save_weights(str(initial))
     moved = max(float(np.max(np.abs(a - multi[name]))) for name, a in h5_arrays(str(initial)).items())
     assert moved > 1e-3, "training must change the weights for the comparison to mean anything"
+
+
+def test_each_replica_gets_whole_identity_groups_and_every_camera():
+    # P=4 identities x K=2 (grouped), and 2 images of each of 3 cameras interleaved c0 c1 c2 c0 c1 c2.
+    batch = {"triplet_ids": np.repeat(np.arange(4), 2).astype("int32"), "camera_camids": np.tile(np.arange(3), 2).astype("int32")}
+    global_batches = tf.data.Dataset.from_tensors(batch).repeat(2)
+    slices = list(replica_slices(global_batches, num_replicas=2, first=0, count=2).as_numpy_iterator())
+    assert [s["triplet_ids"].tolist() for s in slices] == [[0, 0, 1, 1], [2, 2, 3, 3]] * 2
+    assert [s["camera_camids"].tolist() for s in slices] == [[0, 1, 2], [0, 1, 2]] * 2
+    second = list(replica_slices(global_batches, num_replicas=2, first=1, count=1).as_numpy_iterator())
+    assert [s["triplet_ids"].tolist() for s in second] == [[2, 2, 3, 3]] * 2, "worker 1 keeps replica 1's slices"
+
+
+@pytest.mark.parametrize("identities, per_camera, cameras, replicas, message", [
+    (32, 10, 6, 4, None),  # the paper's Market-1501 batches on 4 GPUs
+    (32, 10, 6, 8, "--camera_batch_size gives 10 images of each of the 6 cameras"),
+    (6, 4, 3, 4, "--num_identities=6 is not a multiple of the 4 replicas"),
+    (4, 1, 6, 2, "at least 2 per camera"),
+])
+def test_replica_split_is_checked_before_training(identities, per_camera, cameras, replicas, message):
+    if message is None:
+        check_replica_split(identities, per_camera, cameras, replicas)
+    else:
+        with pytest.raises(DistributionError, match=re.escape(message)):
+            check_replica_split(identities, per_camera, cameras, replicas)
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "--strategy=multi_worker needs the TF_CONFIG environment variable"),
+    ("{not json", "cannot be read"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "task index is not a position"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "cannot be read (KeyError('chief'))"),
+])
+def test_a_bad_tf_config_is_named(value, message):
+    with pytest.raises(DistributionError, match=re.escape(message)):
+        check_tf_config(value)
