@@ -71,8 +71,6 @@ def first_applied_update(mixed_precision: str, tmp_path) -> list[np.ndarray]:
     raise AssertionError("no step was applied in 5")
 
 
-@pytest.mark.xfail(strict=True, reason="ACAN.train_step must multiply its losses by optimizer.scale_loss (asked of the "
-                                       "model's owner); until then float16 gradients are divided by the loss scale")
 def test_float16_scales_the_loss_and_takes_the_float32_step(tmp_path):
     config = tiny_config(str(tmp_path), str(tmp_path), mixed_precision="float16")
     assert isinstance(build_acan(config, num_cameras=3, steps_per_epoch=5).f_optimizer, keras.optimizers.LossScaleOptimizer)

@@ -112,7 +112,7 @@ class ACAN(keras.Model):
             # F's step sees the D just updated, as in a GAN's alternating updates (Eq. 14, 15).
             adv_loss, f_adv_term = self._adversarial_term(camera_features, camera_camids, adv_weight)
             loss = triplet_loss + f_adv_term  # Eq. 13
-            scaled_loss = loss * replica_scale
+            scaled_loss = self.f_optimizer.scale_loss(loss * replica_scale)
         variables = self.encoder.trainable_variables
         self.f_optimizer.apply(f_tape.gradient(scaled_loss, variables), variables)
 
@@ -136,7 +136,7 @@ class ACAN(keras.Model):
         with tf.GradientTape() as d_tape:
             logits = self.discriminator(detached, training=True)
             d_loss = losses.camera_cross_entropy(logits, camids)
-            scaled = d_loss * replica_scale
+            scaled = self.d_optimizer.scale_loss(d_loss * replica_scale)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply(d_tape.gradient(scaled, variables), variables)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
