@@ -24,7 +24,7 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import app, flags, logging
 
 from acan_tf.config import Config, ConfigError
 from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
@@ -265,6 +265,8 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = flags.FLAGS
+    if not options["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # checkpoint INFO lines of the projector would bury the table
     if (options.run_dir is None) == (options.saved_model is None):
         raise app.UsageError("pass exactly one of --run_dir and --saved_model")
     reranking = Reranking(options.rerank_k1, options.rerank_k2, options.rerank_lambda) if options.rerank else None
