@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import os
 import sys
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 
@@ -108,7 +108,7 @@ def evaluate_saved_model(
     return evaluation_document(model_info, data, reranking, evaluation, written)
 
 
-def saved_model_features(model, records: Sequence[Record], height: int, width: int, batch_size: int = 128) -> np.ndarray:
+def saved_model_features(model: Any, records: Sequence[Record], height: int, width: int, batch_size: int = 128) -> np.ndarray:
     """Embeddings [N, D] of records by a loaded export: `serving_default` per image, `embed_tracklets` per tracklet."""
     if records and isinstance(records[0], TrackletRecord):
         return _tracklet_embeddings(model.signatures["embed_tracklets"], records, height, width, batch_size)

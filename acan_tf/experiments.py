@@ -275,6 +275,7 @@ def _is_interrupted_run(config: Config) -> bool:
 def _same_run(saved: Mapping, config: Config) -> bool:
     """Whether a saved configuration computes the same run as `config` (how it was started does not count)."""
     def computed(values: Mapping) -> dict:
+        """The settings that decide what a run computes."""
         return {key: value for key, value in values.items() if key not in _HOW_STARTED}
 
     return computed(saved) == computed(config.to_json())

@@ -42,12 +42,10 @@ def write_analyses(
     step: int = 0,
     max_points: int = 2000,
 ) -> dict[str, str]:
-    """Writes the figures of an evaluation (from `evaluate_reid(..., keep_features=True)`); returns {name: PNG path}.
-
-    PNGs go to `output_dir/plots/`, TensorBoard images and the projector to `output_dir/logs/analysis/`
-    at `step`. `history` is report.json's "evaluations"; `camera_names` label D's classes in order.
-    With re-ranked "distances" in `evaluation`, the ranked list shows the re-ranked order.
-    """
+    """Writes the figures of an evaluation made with keep_features=True into `output_dir`; returns {name: PNG path}."""
+    # PNGs go to output_dir/plots/, TensorBoard images (at `step`) and the projector to output_dir/logs/analysis/.
+    # `history` is report.json's "evaluations"; `camera_names` label D's classes in order. With re-ranked
+    # "distances" in the evaluation, the ranked list shows the re-ranked order.
     missing = [key for key in ("query_features", "gallery_features", "cmc") if key not in evaluation]
     if missing:
         raise ValueError(f"evaluation lacks {missing}: evaluate with keep_features=True")
@@ -62,6 +60,7 @@ def write_analyses(
     os.makedirs(plots_dir, exist_ok=True)
 
     def path(name: str) -> str:
+        """Where figure `name` goes."""
         return os.path.join(plots_dir, f"{name}.png")
 
     features = np.concatenate([q_feats, g_feats])

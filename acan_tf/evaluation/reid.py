@@ -41,8 +41,7 @@ def evaluate_reid(
 ) -> dict:
     """mAP, rank-1/5/10/20, mINP, the inter-camera discrepancy (Table VII) and, given D, its camera confusion (Fig. 8).
 
-    `camera_classes` maps a dataset camid to D's class index (training may drop cameras). See
-    `evaluate_reid_features` for `reranking` and `keep_features`.
+    `camera_classes` maps a dataset camid to D's class index (training may drop cameras).
     """
     raw_query = extract_features(embed_frames, query, image_height, image_width, batch_size)
     raw_gallery = extract_features(embed_frames, gallery, image_height, image_width, batch_size)
@@ -62,13 +61,10 @@ def evaluate_reid_features(
     reranking: Reranking | None = None,
     keep_features: bool = False,
 ) -> dict:
-    """`evaluate_reid` on features already extracted (F(x), one row per record).
-
-    With `reranking`, the ranking metrics are those of the re-ranked distances (the discrepancy and
-    D's confusion do not depend on the ranking). With `keep_features`, the result also holds the
-    ranked features ("query_features", "gallery_features") and, with re-ranking, the re-ranked
-    "distances" (queries x gallery).
-    """
+    """`evaluate_reid` on features already extracted (F(x), one row per record), optionally re-ranked."""
+    # Re-ranking changes only the ranking metrics, not the discrepancy or D's confusion. keep_features adds the
+    # ranked features ("query_features", "gallery_features") and any re-ranked "distances" (queries x gallery),
+    # which the analysis figures need.
     q_feats, g_feats = (l2_normalize(raw_query), l2_normalize(raw_gallery)) if normalize else (raw_query, raw_gallery)
     q_pids, q_camids = record_ids(query)
     g_pids, g_camids = record_ids(gallery)
