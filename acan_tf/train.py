@@ -33,7 +33,7 @@ from acan_tf.data.sampling import SamplingError, TrainingSet, training_set
 from acan_tf.data.synthetic import SpecMismatchError, SyntheticSpec
 from acan_tf.data.summary import summarize
 from acan_tf.distribution import DistributionError, build_strategy, check_replica_split, distribute_batches, is_chief
-from acan_tf.evaluation.reid import evaluate_reid
+from acan_tf.evaluation.reid import evaluate_reid, format_metrics
 from acan_tf.config import Config, ConfigError
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.io import write_json, write_text
@@ -269,17 +269,6 @@ def saved(step: int, config: Config) -> str:
 
 def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k == "epoch" or k in SCALAR_METRICS or k == "num_valid_queries"}
-
-
-def format_metrics(metrics: dict) -> str:
-    """The final metrics as a table: ranking (mAP, CMC, mINP) and camera alignment."""
-    rows = [("mAP", metrics["mAP"]), ("rank-1", metrics["rank1"]), ("rank-5", metrics["rank5"]),
-            ("rank-10", metrics["rank10"]), ("rank-20", metrics["rank20"]), ("mINP", metrics["mINP"])]
-    lines = ["Re-ID (Market-1501 protocol)", *(f"  {name:<10} {100 * value:6.2f} %" for name, value in rows),
-             "Camera alignment", f"  {'inter-camera discrepancy (Table VII)':<40} {metrics['discrepancy']:.4f}"]
-    if "d_test_accuracy" in metrics:
-        lines.append(f"  {'D camera accuracy on test features':<40} {100 * metrics['d_test_accuracy']:.2f} %")
-    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> None:
