@@ -69,6 +69,7 @@ class Config:
     eval_every: int = _field(3, "Evaluate every N epochs (0: only at the end).")
     eval_batch_size: int = _field(128, "Images per batch when extracting features.")
     normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model does).")
+    analyses: bool = _field(True, "After training, write the paper's analysis figures into the run directory (plots/, TensorBoard images): D's camera confusion, t-SNE, CMC, ranked list, convergence.")
     output_dir: str = _field("runs/acan", "Run directory: checkpoints, TensorBoard logs, report.json.")
     overwrite: bool = _field(False, "Replace an existing run in --output_dir.")
     resume: bool = _field(False, "Continue the run saved in --output_dir from its last saved state (start it if there is none).")

@@ -79,7 +79,7 @@ EXPERIMENTS = {
 
 
 # Config fields that say how a run was started, not what it computes.
-_HOW_STARTED = ("overwrite", "resume")
+_HOW_STARTED = ("overwrite", "resume", "analyses")
 
 
 # Training flags whose default differs here: a shorter schedule, its learning-rate decay at 2/3 as in the paper (IV-A).
@@ -97,7 +97,6 @@ def run_experiment(
     output_dir: str,
     values: Sequence | None = None,
     command: str = "",
-    analyses: bool = True,
 ) -> dict:
     """Trains every (value, seed) run of experiment `name` (or reuses it) and writes the results; returns them."""
     if name not in EXPERIMENTS:
@@ -110,7 +109,7 @@ def run_experiment(
     configs = {(value, seed): _run_config(base, experiment, value, seed, output_dir) for value in values for seed in seeds}
     runs = []
     for (value, seed), config in configs.items():
-        runs.append({"value": value, "seed": seed, "run_dir": config.output_dir, **train_or_reuse(config, analyses)})
+        runs.append({"value": value, "seed": seed, "run_dir": config.output_dir, **train_or_reuse(config)})
     results = {
         "experiment": name,
         "parameter": experiment.parameter,
@@ -127,7 +126,7 @@ def run_experiment(
     return results
 
 
-def train_or_reuse(config: Config, analyses: bool) -> dict:
+def train_or_reuse(config: Config) -> dict:
     """{"final", "evaluations", "seconds", "reused"} of the run `config` describes, trained unless already done."""
     report_path = os.path.join(config.output_dir, "report.json")
     previous = _previous_report(report_path)
@@ -143,7 +142,7 @@ def train_or_reuse(config: Config, analyses: bool) -> dict:
                 "choose another --output_dir"
             )
         run(config)
-    if analyses and not os.path.isdir(os.path.join(config.output_dir, PLOTS_DIR)):
+    if config.analyses and not os.path.isdir(os.path.join(config.output_dir, PLOTS_DIR)):  # a run reused from before
         evaluate_run(config.output_dir, "last", analyses=True)
     report = read_json(report_path)  # as saved, so that trained and reused runs look the same
     return {"final": report["final"], "evaluations": report["evaluations"], "seconds": report["seconds"],
@@ -304,7 +303,7 @@ def main(argv: list[str]) -> None:
         values = _parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
         seeds = _parse_list("seeds", options.seeds, int)
         command = shlex.join(["python", "-m", "acan_tf.experiments", *sys.argv[1:]])
-        results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command, options.analyses)
+        results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
     except (ExperimentError, *USER_ERRORS) as error:
         sys.exit(f"acan_tf.experiments: error: {error}")
     with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as handle:
@@ -320,5 +319,4 @@ if __name__ == "__main__":
         flags.FLAGS.set_default(name, default)
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: every setting is trained once per seed.")
     flags.DEFINE_list("values", [], "The values of the experiment's parameter; default: the paper's.")
-    flags.DEFINE_boolean("analyses", True, "Write each run's analysis figures (plots/) if its trainer did not.")
     app.run(main)

@@ -11,16 +11,13 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 
-import acan_tf  # first: it sets TensorFlow's environment before TensorFlow is imported
+import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 
-import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, logging
 
@@ -33,6 +30,7 @@ from acan_tf.data.sampling import SamplingError, TrainingSet, training_set
 from acan_tf.data.synthetic import SpecMismatchError, SyntheticSpec
 from acan_tf.data.summary import summarize
 from acan_tf.distribution import DistributionError, build_strategy, check_replica_split, distribute_batches, is_chief
+from acan_tf.evaluate import evaluate_run
 from acan_tf.evaluation.reid import evaluate_reid, format_metrics
 from acan_tf.config import Config, ConfigError
 from acan_tf.flags import config_from_flags, define_flags
@@ -40,6 +38,7 @@ from acan_tf.io import write_json, write_text
 from acan_tf.loop import NonFiniteError, fit, use_jit_compile
 from acan_tf.model.backbones import BACKBONES, BackboneError
 from acan_tf.model.builder import build_acan
+from acan_tf.versions import package_versions
 
 
 class RunError(RuntimeError):
@@ -52,7 +51,9 @@ USER_ERRORS = (ConfigError, DatasetError, SamplingError, BackboneError, SpecMism
 
 # Settings a resumed run may change: they change how often the state is saved, how evaluation is batched or on
 # what hardware the run continues (another number of GPUs, say), not what the run computes.
-RESUMABLE_CHANGES = ("resume", "overwrite", "checkpoint_every_steps", "eval_batch_size", "strategy", "jit_compile")
+RESUMABLE_CHANGES = (
+    "resume", "overwrite", "checkpoint_every_steps", "eval_batch_size", "strategy", "jit_compile", "analyses",
+)
 
 
 def check_output_dir(config: Config) -> bool:
@@ -110,17 +111,6 @@ def dataset_options(config: Config) -> dict:
     if config.dataset != "synthetic" or os.path.exists(os.path.join(config.data_root, "spec.json")):
         return {}  # an existing benchmark is read as it was made (its spec.json says how)
     return {"spec": SyntheticSpec(camera_shift=config.synthetic_camera_shift)}
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages a result depends on."""
-    return {
-        "acan_tf": acan_tf.__version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def run(config: Config) -> dict:
@@ -222,7 +212,7 @@ def run(config: Config) -> dict:
             history.setdefault(name, []).append(value)
     report = {
         "config": config.to_json(),
-        "versions": versions(),
+        "versions": package_versions(),
         "steps_per_epoch": steps_per_epoch,
         "history": history,
         "resumed_from_step": initial_step,
@@ -244,6 +234,8 @@ def run(config: Config) -> dict:
         "final": {**_scalars(final), "cmc": final["cmc"][:20], "camera_confusion": final.get("camera_confusion")},
     })
     write_json(report_path, report)
+    if config.analyses:  # after report.json, which the convergence figure reads
+        evaluate_run(config.output_dir, "last", analyses=True)
     return report
 
 
@@ -255,7 +247,7 @@ def write_run_files(config: Config, dataset: ReIDDataset, train: TrainingSet, su
         "steps_per_epoch": steps_per_epoch,
         "dataset": dataset.name,
         "is_video": dataset.is_video,
-        "versions": versions(),
+        "versions": package_versions(),
     })
     write_text(os.path.join(config.output_dir, "dataset.txt"), summary + "\n")
 

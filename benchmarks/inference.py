@@ -24,13 +24,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 import acan_tf  # noqa: E402,F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 import onnxruntime  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf2onnx  # noqa: E402
 
 from acan_tf.config import Config  # noqa: E402
-from acan_tf.deploy.model_card import ONNX_FILE, package_versions  # noqa: E402
+from acan_tf.deploy.model_card import ONNX_FILE  # noqa: E402
 from acan_tf.deploy.onnx_export import OPSET, write_onnx  # noqa: E402
 from acan_tf.deploy.serving import EMBEDDINGS, IMAGE_SIGNATURE, IMAGES, write_saved_model  # noqa: E402
 from acan_tf.io import write_json  # noqa: E402
 from acan_tf.model.builder import build_acan  # noqa: E402
+from acan_tf.versions import package_versions  # noqa: E402
 
 
 def median_seconds(calls: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, float]:
@@ -117,7 +119,7 @@ def main(argv: list[str]) -> None:
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()),
         "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
-        "versions": package_versions(),
+        "versions": package_versions(tf2onnx, onnxruntime),
     }
     write_json(args.output, report)
     print(f"{'batch':>5} {'runtime':<12} {'latency ms':>11} {'images/s':>10}")

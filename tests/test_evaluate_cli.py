@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = 32, 16
 TINY = dict(dataset="synthetic", backbone="tiny", image_height=HEIGHT, image_width=WIDTH, num_identities=4,
             num_instances=2, camera_batch_size=6, epochs=2, steps_per_epoch=2, eval_every=1, eval_batch_size=64,
-            lr_decay_epochs=())
+            lr_decay_epochs=(), analyses=False)
 
 
 def run_cli(*args):

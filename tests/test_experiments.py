@@ -14,7 +14,8 @@ from acan_tf.experiments import EXPERIMENTS, ExperimentError, markdown, run_expe
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(dataset="synthetic", backbone="tiny", image_height=32, image_width=16, num_identities=4, num_instances=2,
-            camera_batch_size=6, epochs=1, steps_per_epoch=2, eval_every=0, eval_batch_size=64, lr_decay_epochs=())
+            camera_batch_size=6, epochs=1, steps_per_epoch=2, eval_every=0, eval_batch_size=64, lr_decay_epochs=(),
+            analyses=False)
 TINY_FLAGS = [f"--{key}={value}" for key, value in TINY.items() if key != "lr_decay_epochs"] + ["--lr_decay_epochs="]
 
 
@@ -34,7 +35,7 @@ def schemes(tiny_tree, tmp_path_factory):
     """The schemes experiment on none and oce, one seed, two steps each: (output folder, results)."""
     out = str(tmp_path_factory.mktemp("schemes"))
     base = Config(**TINY, data_root=tiny_tree)
-    return out, run_experiment("schemes", base, [0], out, values=["none", "oce"], command="test", analyses=False)
+    return out, run_experiment("schemes", base, [0], out, values=["none", "oce"], command="test")
 
 
 def test_schemes_table_holds_each_runs_final_metrics(schemes):
@@ -69,7 +70,7 @@ def test_a_finished_run_is_reused_not_retrained(schemes, tiny_tree):
     out, first = schemes
     report = os.path.join(out, "scheme-none_seed0", "report.json")
     before = os.stat(report).st_mtime_ns
-    again = run_experiment("schemes", Config(**TINY, data_root=tiny_tree), [0], out, values=["none"], analyses=False)
+    again = run_experiment("schemes", Config(**TINY, data_root=tiny_tree), [0], out, values=["none"])
     assert [run["reused"] for run in again["runs"]] == [True]
     assert os.stat(report).st_mtime_ns == before
     assert again["runs"][0]["final"] == first["runs"][0]["final"]
@@ -79,12 +80,12 @@ def test_a_folder_holding_another_run_is_not_replaced(schemes, tiny_tree):
     out, _ = schemes
     other = Config(**{**TINY, "steps_per_epoch": 1}, data_root=tiny_tree)
     with pytest.raises(ExperimentError, match="scheme-none_seed0 holds a run with another configuration"):
-        run_experiment("schemes", other, [0], out, values=["none"], analyses=False)
+        run_experiment("schemes", other, [0], out, values=["none"])
 
 
 def test_lambda_sweep_plots_the_sweep(tiny_tree, tmp_path):
     base = Config(**{**TINY, "steps_per_epoch": 1}, data_root=tiny_tree)
-    results = run_experiment("lambda_sweep", base, [0], str(tmp_path), values=[0.0, 2.0], analyses=False)
+    results = run_experiment("lambda_sweep", base, [0], str(tmp_path), values=[0.0, 2.0])
     assert [run["run_dir"] for run in results["runs"]] == [str(tmp_path / "adv_weight-0.0_seed0"),
                                                            str(tmp_path / "adv_weight-2.0_seed0")]
     with open(tmp_path / "adv_weight-2.0_seed0" / "config.json") as handle:

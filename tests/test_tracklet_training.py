@@ -25,7 +25,7 @@ TRACKLET_LENGTHS = (2, 5)
 # The tiny model: a run takes seconds on a CPU; the rest comes from the dataset's flagfile.
 TINY = ("--backbone=tiny", "--backbone_weights=none", "--image_height=32", "--image_width=16",
         "--num_identities=2", "--num_instances=2", "--camera_batch_size=4", "--epochs=1",
-        "--steps_per_epoch=2", "--frames_per_tracklet=3", "--eval_every=1")
+        "--steps_per_epoch=2", "--frames_per_tracklet=3", "--eval_every=1", "--noanalyses")
 
 
 def write_mars(parent: Path) -> Path:

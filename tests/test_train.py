@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(
     dataset="synthetic", backbone="tiny", image_height=32, image_width=16, num_identities=4, num_instances=2,
     camera_batch_size=6, epochs=2, steps_per_epoch=2, eval_every=1, eval_batch_size=64, lr_pretrained=0.01,
-    lr_decay_epochs=(1,),
+    lr_decay_epochs=(1,), analyses=False,
 )
 
 
@@ -39,7 +39,8 @@ def tiny_tree(tmp_path_factory):
 @pytest.mark.parametrize("scheme", ["none", "grl", "oce", "ace"])
 def test_tiny_run_per_scheme_writes_a_report_with_finite_metrics(tiny_tree, tmp_path, scheme):
     out = tmp_path / "run"
-    report = run(Config(**TINY, data_root=tiny_tree, scheme=scheme, output_dir=str(out)))
+    analyses = scheme == "oce"  # the figures take seconds: one scheme shows that training writes them
+    report = run(Config(**{**TINY, "analyses": analyses}, data_root=tiny_tree, scheme=scheme, output_dir=str(out)))
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["config"]["scheme"] == scheme
     assert [e["epoch"] for e in on_disk["evaluations"]] == [1, 2]
@@ -53,6 +54,9 @@ def test_tiny_run_per_scheme_writes_a_report_with_finite_metrics(tiny_tree, tmp_
         assert (out / name).is_file(), name
     assert os.listdir(out / "logs"), "TensorBoard logs"
     assert report["final"]["mAP"] == on_disk["final"]["mAP"]
+    figures = ("camera_confusion", "tsne", "cmc", "ranked_list", "convergence")
+    assert [(out / "plots" / f"{name}.png").is_file() for name in figures] == [analyses] * len(figures)
+    assert (out / "logs" / "analysis").is_dir() == analyses
 
 
 def test_an_existing_run_is_not_overwritten(tiny_tree, tmp_path):

@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import datetime
-import platform
 
-import keras
-import numpy as np
 import onnx
 import onnxruntime
-import tensorflow as tf
 import tf2onnx
 
-import acan_tf
 from acan_tf.config import Config
 from acan_tf.deploy import serving
 from acan_tf.model.backbones import NORMALISATIONS, get_spec
+from acan_tf.versions import package_versions
 
 MODEL_CARD = "model.json"
 ONNX_FILE = "model.onnx"
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that produced the export."""
-    return {
-        "acan_tf": acan_tf.__version__,
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "tf2onnx": tf2onnx.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
 
 
 def model_card(
@@ -89,7 +71,7 @@ def model_card(
         "checkpoint": export["checkpoint"],
         "run_dir": export["run_dir"],
         "metrics": final_metrics,
-        "versions": package_versions(),
+        "versions": package_versions(tf2onnx, onnx, onnxruntime),
         "training_versions": run_info.get("versions"),
         "parity": parity,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
