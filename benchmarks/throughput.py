@@ -16,15 +16,17 @@ import sys
 import tempfile
 import time
 
-import acan_tf  # noqa: F401  (sets TensorFlow's environment before TensorFlow is imported)
-import tensorflow as tf
-from absl import app, flags
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from acan_tf.config import Config
-from acan_tf.data import load_dataset
-from acan_tf.data.pipeline import Augmentation, TrainingBatches, training_dataset
-from acan_tf.data.sampling import training_set
-from acan_tf.model.builder import build_acan
+import acan_tf  # noqa: E402,F401  (sets TensorFlow's environment before TensorFlow is imported)
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from acan_tf.config import Config  # noqa: E402
+from acan_tf.data import load_dataset  # noqa: E402
+from acan_tf.data.pipeline import Augmentation, TrainingBatches, training_dataset  # noqa: E402
+from acan_tf.data.sampling import training_set  # noqa: E402
+from acan_tf.model.builder import build_acan  # noqa: E402
 
 flags.DEFINE_string("output", "benchmarks/results/throughput.json", "Where to write the JSON figures.")
 flags.DEFINE_integer("steps", 5, "Timed steps per measurement (after warm-up).")
