@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -38,12 +39,15 @@ def read_json(path: str) -> dict:
 
 
 def load_run(run_dir: str, which: str = "best") -> tuple[Config, ACAN, dict]:
-    """(config, ACAN with the checkpoint's weights, run.json) of a training run."""
+    """(config, ACAN in float32 with the checkpoint's weights, run.json) of a training run."""
     config = Config.from_json(read_json(os.path.join(run_dir, "config.json")))
     info = read_json(os.path.join(run_dir, "run.json"))
     path = checkpoint_path(run_dir, which)
     if not os.path.isfile(path):
         raise RunDirectoryError(f"{path} not found: the run has no {which!r} checkpoint yet")
-    acan = build_acan(config, len(info["camera_classes"]), info["steps_per_epoch"])
+    # Rebuilt in float32 whatever --mixed_precision the run trained with: the variables are float32 under every
+    # policy, and evaluation, TF Serving and ONNX Runtime's CPU kernels then need no bfloat16/float16 support.
+    inference = dataclasses.replace(config, mixed_precision="none")
+    acan = build_acan(inference, len(info["camera_classes"]), info["steps_per_epoch"])
     acan.load_weights(path)
     return config, acan, info
