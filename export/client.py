@@ -18,7 +18,7 @@ import urllib.request
 
 import numpy as np
 
-from matching import embedding_records, match_records
+from matching import answer_records
 from preprocess import collect_items, gallery_items, load_image
 
 IMAGE_SIGNATURE, TRACKLET_SIGNATURE = "serving_default", "embed_tracklets"
@@ -115,14 +115,9 @@ def main(argv: list[str]) -> int:
     try:
         embedder = ServingEmbedder(model_url(args.server, args.model_name, args.version), args.height, args.width, args.timeout)
         queries = collect_items(args.inputs, args.tracklets)
-        query = embedder.embed(queries, args.tracklets, args.batch_size)
-        names = [name for name, _ in queries]
-        if args.gallery:
-            gallery = gallery_items(args.gallery, args.tracklets)
-            gallery_embeddings = embedder.embed(gallery, args.tracklets, args.batch_size)
-            records = match_records(names, query, [name for name, _ in gallery], gallery_embeddings, args.top_k)
-        else:
-            records = embedding_records(names, query)
+        gallery = gallery_items(args.gallery, args.tracklets) if args.gallery else None
+        records = answer_records(queries, gallery, lambda items: embedder.embed(items, args.tracklets, args.batch_size),
+                                 args.top_k)
     except (ValueError, RuntimeError) as error:
         print(f"client: error: {error}", file=sys.stderr)
         return 2

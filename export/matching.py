@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable, List, Optional, Sequence, Tuple
+
 import numpy as np
+
+# An item is (name, image paths): one image, or the frames of one tracklet.
+Item = Tuple[str, List[str]]
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
@@ -39,3 +44,14 @@ def match_records(
         {"query": name, "matches": [{"item": gallery_names[j], "distance": float(d)} for j, d in zip(row, dist)]}
         for name, row, dist in zip(query_names, order, distances)
     ]
+
+
+def answer_records(
+    queries: Sequence[Item], gallery: Optional[Sequence[Item]], embed: Callable[[Sequence[Item]], np.ndarray], top_k: int
+) -> list[dict]:
+    """The records printed for `queries`: their embeddings, or with a gallery their nearest gallery items."""
+    query = embed(queries)
+    names = [name for name, _ in queries]
+    if gallery is None:
+        return embedding_records(names, query)
+    return match_records(names, query, [name for name, _ in gallery], embed(gallery), top_k)

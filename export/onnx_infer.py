@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import onnxruntime
 
-from matching import embedding_records, match_records, tracklet_embedding
+from matching import answer_records, tracklet_embedding
 from preprocess import collect_items, gallery_items, load_image
 
 ONNX_FILE = "model.onnx"
@@ -76,13 +76,8 @@ def main(argv: list[str]) -> int:
     try:
         embedder = OnnxEmbedder(args.model, args.threads)
         queries = collect_items(args.inputs, args.tracklets)
-        query = embedder.embed(queries, args.batch_size)
-        names = [name for name, _ in queries]
-        if args.gallery:
-            gallery = gallery_items(args.gallery, args.tracklets)
-            records = match_records(names, query, [name for name, _ in gallery], embedder.embed(gallery, args.batch_size), args.top_k)
-        else:
-            records = embedding_records(names, query)
+        gallery = gallery_items(args.gallery, args.tracklets) if args.gallery else None
+        records = answer_records(queries, gallery, lambda items: embedder.embed(items, args.batch_size), args.top_k)
     except ValueError as error:
         print(f"onnx_infer: error: {error}", file=sys.stderr)
         return 2
