@@ -267,8 +267,10 @@ def main(argv: list[str]) -> None:
     """Entry point of the absl app."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    # TensorFlow's own INFO lines (one per checkpoint save, per collective op) would break up the progress bar.
+    # TensorFlow's own INFO lines (one per checkpoint save, per collective op) would break up the progress bar;
+    # its checkpoint saver logs through absl, which also carries our INFO lines, so only its records are dropped.
     tf.get_logger().setLevel("WARNING")
+    logging.get_absl_logger().addFilter(lambda record: not record.pathname.endswith("functional_saver.py"))
     try:
         report = run(config_from_flags())
     except USER_ERRORS as error:
