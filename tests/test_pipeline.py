@@ -8,8 +8,9 @@ import tensorflow as tf
 from PIL import Image
 
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, augment, decode_image, find_unreadable, training_dataset
-from acan_tf.data.records import ImageRecord
+from acan_tf.data.records import ImageRecord, TrackletRecord
 from acan_tf.data.sampling import training_set
+from acan_tf.evaluation.features import extract_features
 from acan_tf.losses import batch_hard_triplet_loss
 
 NO_AUGMENTATION = Augmentation(flip=False, pad=0, random_erasing=0.0)
@@ -110,3 +111,17 @@ def test_find_unreadable_names_corrupt_and_empty_files(tmp_path, image_records):
     empty.write_bytes(b"")
     bad = find_unreadable([image_records[0].path, str(corrupt), str(empty)])
     assert [path for path, _ in bad] == [str(corrupt), str(empty)]
+
+
+def test_feature_extraction_traces_the_model_once_and_averages_a_tracklets_frames(image_records):
+    traces = []
+
+    def mean_colour(frames):
+        traces.append(frames.shape)
+        return tf.reduce_mean(frames, axis=[1, 2])
+
+    tracklet = TrackletRecord(tuple(record.path for record in image_records[4:7]), 9, 0)
+    features = extract_features(mean_colour, [*image_records[:4], tracklet], 16, 8, batch_size=2)  # 7 frames: 2+2+2+1
+    assert len(traces) == 1, "the last, smaller batch must not trace the model again"
+    colours = [decode_image(record.path, 16, 8).numpy().mean(axis=(0, 1)) for record in image_records[:7]]
+    np.testing.assert_allclose(features, np.stack([*colours[:4], np.mean(colours[4:], axis=0)]), rtol=1e-5)

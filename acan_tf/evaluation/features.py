@@ -19,8 +19,11 @@ def extract_features(
     batch_size: int = 128,
 ) -> np.ndarray:
     """Features [N, D] of `records`; a tracklet's is the mean of its frames' (temporal average pooling)."""
-    embed = tf.function(embed_frames, reduce_retracing=True)
-    chunks = [embed(batch).numpy() for batch in inference_dataset(records, image_height, image_width, batch_size)]
+    batches = inference_dataset(records, image_height, image_width, batch_size)
+    # One trace whatever the batch size (the signature's batch axis is None): tracing again for each last, smaller
+    # batch made TensorFlow warn of frequent retracing in the middle of training's progress bar.
+    embed = tf.function(embed_frames, input_signature=[batches.element_spec])
+    chunks = [embed(batch).numpy() for batch in batches]
     frame_features = np.concatenate(chunks).astype(np.float32)
     lengths = np.array([len(frame_paths(r)) for r in records])
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
