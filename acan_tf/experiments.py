@@ -43,7 +43,7 @@ from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.io import write_json, write_text
 from acan_tf.model.backbones import BACKBONES
 from acan_tf.model.restore import RunDirectoryError, read_json
-from acan_tf.train import USER_ERRORS, run
+from acan_tf.train import USER_ERRORS, quiet_tensorflow_logging, run
 
 # Metrics of the table, in order: (key in report.json "final", column title, shown in %).
 COLUMNS = (
@@ -296,6 +296,7 @@ def main(argv: list[str]) -> None:
     if len(argv) != 2 or argv[1] not in EXPERIMENTS:
         raise app.UsageError(f"name one experiment: {' | '.join(EXPERIMENTS)}")
     name = argv[1]
+    quiet_tensorflow_logging()
     options = flags.FLAGS
     output_dir = options.output_dir if options["output_dir"].present else os.path.join("runs", "experiments", name)
     started = time.time()

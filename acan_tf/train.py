@@ -263,14 +263,19 @@ def _scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k == "epoch" or k in SCALAR_METRICS or k == "num_valid_queries"}
 
 
+def quiet_tensorflow_logging() -> None:
+    """Keeps TensorFlow's own INFO lines out of a command's output, leaving ours."""
+    # One per checkpoint save and per collective op: they would break up the progress bar. The checkpoint saver
+    # logs through absl, which also carries our INFO lines, so only its records are dropped there.
+    tf.get_logger().setLevel("WARNING")
+    logging.get_absl_logger().addFilter(lambda record: not record.pathname.endswith("functional_saver.py"))
+
+
 def main(argv: list[str]) -> None:
     """Entry point of the absl app."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    # TensorFlow's own INFO lines (one per checkpoint save, per collective op) would break up the progress bar;
-    # its checkpoint saver logs through absl, which also carries our INFO lines, so only its records are dropped.
-    tf.get_logger().setLevel("WARNING")
-    logging.get_absl_logger().addFilter(lambda record: not record.pathname.endswith("functional_saver.py"))
+    quiet_tensorflow_logging()
     try:
         report = run(config_from_flags())
     except USER_ERRORS as error:

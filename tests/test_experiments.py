@@ -127,6 +127,7 @@ def test_cli_runs_the_experiment_and_prints_its_table(tiny_tree, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "| grl |" in result.stdout and "1 runs (1 trained now)" in result.stdout
+    assert "Sharding callback duration" not in result.stderr  # TensorFlow's INFO line at every state save
     assert (out / "scheme-grl_seed3" / "report.json").is_file()
     assert "Command: `python -m acan_tf.experiments schemes --values=grl --seeds=3" in (out / "results.md").read_text()
 
