@@ -14,6 +14,7 @@ from acan_tf.model.backbones import BACKBONES
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.cfg"))
 REAL_DATASETS = ("market1501", "dukemtmcreid", "msmt17", "mars", "duke_si_tracklet")
+PAPER_CONFIGS = [path for path in CONFIGS if path.stem in REAL_DATASETS]
 VIDEO_DATASETS = ("mars", "duke_si_tracklet")
 TRAIN_COMMAND = "python -m acan_tf.train "
 
@@ -45,11 +46,15 @@ def parse(*argv: str) -> Config:
     return config_from_flags(flag_values)
 
 
-def test_there_is_one_flagfile_per_real_dataset():
-    assert sorted(path.stem for path in CONFIGS) == sorted(REAL_DATASETS)
+def test_there_is_one_flagfile_per_real_dataset_and_one_for_the_synthetic_benchmark():
+    assert sorted(path.stem for path in CONFIGS) == sorted([*REAL_DATASETS, "synthetic"])
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_the_synthetic_flagfile_is_the_run_without_flags():
+    assert parse(f"--flagfile={REPO / 'configs' / 'synthetic.cfg'}") == Config()
+
+
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda path: path.name)
 def test_flagfile_holds_the_papers_settings(path):
     config = parse(f"--flagfile={path}")
     assert {name: getattr(config, name) for name in PAPER} == PAPER
