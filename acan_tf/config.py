@@ -7,25 +7,29 @@ turns the fields into absl flags, so a setting is declared in exactly one place.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
+# The adversarial schemes of the paper (Tables V, VI) and the warm-ups of λ; acan_tf.model.acan implements them.
 SCHEMES = ("none", "grl", "oce", "ace")
+WARMUPS = ("none", "linear", "dann")
 
 
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the flag."""
 
 
-def _field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def _field(default: Any, help: str, choices: tuple[str, ...] | None = None, runtime: bool = False) -> Any:
+    """A Config field; `runtime` marks a setting of how the run is run rather than of what it computes."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "runtime": runtime})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Every setting of a training run.
+    """Every setting of a training run: what it computes, and (fields marked `runtime`) how it is run.
 
-    The defaults are a CPU-sized run on the synthetic benchmark (`python -m acan_tf.train` with no flags);
+    The runtime settings (output folder, overwrite/resume, analyses, checkpoint cadence, evaluation batch,
+    strategy, XLA) do not change the numbers a run produces: `--resume` may change them, and the experiments
+    reuse a finished run whatever they were (`computed()` is the one rule for both). The defaults are a CPU-sized run on the synthetic benchmark (`python -m acan_tf.train` with no flags);
     the paper's settings (IV-A) for each real dataset are in configs/<dataset>.cfg.
     """
 
@@ -53,7 +57,7 @@ class Config:
     # Objective (Eq. 13).
     scheme: str = _field("oce", "Adversarial scheme: none (only L_Triplet), grl, oce (the paper's) or ace.", SCHEMES)
     adv_weight: float = _field(1.0, "lambda in Eq. 13 (paper: 1).")
-    adv_warmup: str = _field("none", "Warm-up of lambda: none (paper), linear over --adv_warmup_epochs, or dann.", ("none", "linear", "dann"))
+    adv_warmup: str = _field("none", "Warm-up of lambda: none (paper), linear over --adv_warmup_epochs, or dann.", WARMUPS)
     adv_warmup_epochs: int = _field(0, "Epochs of the linear lambda warm-up.")
     margin: float = _field(0.3, "Triplet margin m (paper: 0.3).")
     # Optimisation (SGD with momentum, step decay).
@@ -67,13 +71,13 @@ class Config:
     lr_decay_factor: float = _field(0.1, "Learning-rate decay factor (paper: 0.1).")
     # Evaluation and output.
     eval_every: int = _field(3, "Evaluate every N epochs (0: only at the end).")
-    eval_batch_size: int = _field(128, "Images per batch when extracting features.")
+    eval_batch_size: int = _field(128, "Images per batch when extracting features.", runtime=True)
     normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model does).")
-    analyses: bool = _field(True, "After training, write the paper's analysis figures into the run directory (plots/, TensorBoard images): D's camera confusion, t-SNE, CMC, ranked list, convergence.")
-    output_dir: str = _field("runs/acan", "Run directory: checkpoints, TensorBoard logs, report.json.")
-    overwrite: bool = _field(False, "Replace an existing run in --output_dir.")
-    resume: bool = _field(False, "Continue the run saved in --output_dir from its last saved state (start it if there is none).")
-    checkpoint_every_steps: int = _field(0, "Save the training state for --resume every N steps and after every epoch; 0: every half epoch.")
+    analyses: bool = _field(True, "After training, write the paper's analysis figures into the run directory (plots/, TensorBoard images): D's camera confusion, t-SNE, CMC, ranked list, convergence.", runtime=True)
+    output_dir: str = _field("runs/acan", "Run directory: checkpoints, TensorBoard logs, report.json.", runtime=True)
+    overwrite: bool = _field(False, "Replace an existing run in --output_dir.", runtime=True)
+    resume: bool = _field(False, "Continue the run saved in --output_dir from its last saved state (start it if there is none).", runtime=True)
+    checkpoint_every_steps: int = _field(0, "Save the training state for --resume every N steps and after every epoch; 0: every half epoch.", runtime=True)
     seed: int = _field(0, "Seed of sampling, augmentation and initialisation.")
     deterministic: bool = _field(False, "TensorFlow op determinism: a rerun, or a resumed run, gives the same weights bit for bit.")
     # Hardware.
@@ -82,9 +86,10 @@ class Config:
         "auto: mirrored with more than one GPU, else one device; mirrored: MirroredStrategy over the local GPUs (or "
         "logical CPUs); multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG; one_device: the first GPU or the CPU.",
         ("auto", "one_device", "mirrored", "multi_worker"),
+        runtime=True,
     )
     mixed_precision: str = _field("none", "Compute in bfloat16 or float16 (with loss scaling), weights and losses in float32; for GPUs.", ("none", "bfloat16", "float16"))
-    jit_compile: str = _field("auto", "XLA-compile the training step: auto (on when a GPU is visible), on, off.", ("auto", "on", "off"))
+    jit_compile: str = _field("auto", "XLA-compile the training step: auto (on when a GPU is visible), on, off.", ("auto", "on", "off"), runtime=True)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -104,14 +109,17 @@ class Config:
             values = {**values, "lr_decay_epochs": tuple(values["lr_decay_epochs"])}
         return cls(**values)
 
-    def dumps(self) -> str:
-        """The config as indented JSON."""
-        return json.dumps(self.to_json(), indent=2, sort_keys=True)
+    def computed(self) -> dict[str, Any]:
+        """The settings that decide what the run computes (every field not marked runtime), JSON-ready."""
+        return {name: value for name, value in self.to_json().items() if name not in RUNTIME_FIELDS}
 
     @property
     def min_ids(self) -> int:
         """The identities a camera needs to take part in training."""
         return self.min_ids_per_camera or self.num_identities
+
+
+RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata["runtime"])
 
 
 def _check(config: Config) -> None:

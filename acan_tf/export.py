@@ -16,7 +16,7 @@ from acan_tf.deploy.exporter import FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERAN
 from acan_tf.deploy.onnx_export import OPSET
 from acan_tf.deploy.parity import ParityError
 from acan_tf.deploy.versioning import VersionError
-from acan_tf.model.restore import CHECKPOINTS, RunDirectoryError
+from acan_tf.training.run_dir import CHECKPOINTS, RunDirectoryError
 
 USER_ERRORS = (ConfigError, RunDirectoryError, ExportError, VersionError, ParityError)
 

@@ -1,5 +1,6 @@
 """Tests of one evaluation's metrics from features (with and without re-ranking) and of the analyses written for it."""
 
+from pathlib import Path
 import os
 import re
 
@@ -10,9 +11,11 @@ from PIL import Image
 
 from acan_tf.data.records import ImageRecord
 from acan_tf.evaluation.alignment import inter_camera_discrepancy
-from acan_tf.evaluation.analysis import ANALYSIS_LOGDIR, PLOTS_DIR, write_analyses
+from acan_tf.evaluation.analysis import write_analyses
 from acan_tf.evaluation.metrics import evaluate, pairwise_distance
-from acan_tf.evaluation.reid import Reranking, evaluate_reid_features, format_metrics
+from acan_tf.evaluation.reid import Reranking, evaluate_reid_features
+from acan_tf.evaluation.reported import format_metrics
+from acan_tf.training.run_dir import RunDir
 from acan_tf.evaluation.rerank import re_ranking
 
 NUM_CAMERAS = 3
@@ -111,14 +114,14 @@ def test_write_analyses_writes_every_figure_to_disk_and_tensorboard(split, tmp_p
     evaluation["camera_confusion"] = np.full((NUM_CAMERAS, NUM_CAMERAS), 1 / NUM_CAMERAS)
     history = [{"epoch": 1, "mAP": 0.2, "rank1": 0.3}, {"epoch": 2, "mAP": 0.4, "rank1": 0.5}]
     out = tmp_path / "run"
-    written = write_analyses(str(out), evaluation, query, gallery, history, ["cam 0", "cam 1", "cam 2"], step=2)
+    written = write_analyses(RunDir(str(out)).plots_dir, RunDir(str(out)).analysis_logdir, evaluation, query, gallery, history, ["cam 0", "cam 1", "cam 2"], step=2)
     names = ["camera_confusion", "tsne", "cmc", "ranked_list", "convergence"]
     assert sorted(written) == sorted(names)
     for name in names:
-        assert written[name] == str(out / PLOTS_DIR / f"{name}.png")
+        assert written[name] == os.path.join(RunDir(str(out)).plots_dir, f"{name}.png")
         with Image.open(written[name]) as image:
             assert image.format == "PNG" and image.width > 200
-    logdir = out / ANALYSIS_LOGDIR
+    logdir = Path(RunDir(str(out)).analysis_logdir)
     assert event_tags(str(logdir)) == {f"analysis/{name}" for name in names}
     rows = (logdir / "metadata.tsv").read_text().splitlines()
     assert rows[0] == "pid\tcamid\tsplit"
@@ -129,7 +132,7 @@ def test_write_analyses_writes_every_figure_to_disk_and_tensorboard(split, tmp_p
 def test_optional_figures_need_their_data(split, tmp_path):
     query, gallery, raw_query, raw_gallery = split
     evaluation = evaluate_reid_features(raw_query, raw_gallery, query, gallery, keep_features=True)
-    written = write_analyses(str(tmp_path), evaluation, query, gallery, history=[{"epoch": 1, "mAP": 0.2, "rank1": 0.3}])
+    written = write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"), evaluation, query, gallery, history=[{"epoch": 1, "mAP": 0.2, "rank1": 0.3}])
     assert sorted(written) == ["cmc", "ranked_list", "tsne"]  # no D confusion, one evaluation is no curve
 
 
@@ -137,8 +140,8 @@ def test_write_analyses_needs_the_features(split, tmp_path):
     query, gallery, raw_query, raw_gallery = split
     evaluation = evaluate_reid_features(raw_query, raw_gallery, query, gallery)
     with pytest.raises(ValueError, match="keep_features=True"):
-        write_analyses(str(tmp_path), evaluation, query, gallery)
+        write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"), evaluation, query, gallery)
     with pytest.raises(ValueError, match="12 query and 36 gallery features for 11 query"):
-        write_analyses(str(tmp_path), {**evaluation, "query_features": raw_query, "gallery_features": raw_gallery},
+        write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"), {**evaluation, "query_features": raw_query, "gallery_features": raw_gallery},
                        query[:11], gallery)
-    assert not (tmp_path / PLOTS_DIR).exists()
+    assert not (tmp_path / "plots").exists()

@@ -17,8 +17,9 @@ import scipy.io
 from absl import flags
 from PIL import Image
 
-from acan_tf import checkpointing
-from acan_tf.checkpointing import CheckpointError, read_progress
+from acan_tf.training import state as checkpointing
+from acan_tf.training.run_dir import RunDir
+from acan_tf.training.state import CheckpointError, read_progress
 from acan_tf.config import ConfigError
 from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
 from acan_tf.data.pipeline import TrainingBatches
@@ -26,7 +27,7 @@ from acan_tf.data.sampling import SamplingError, training_set
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.model.backbones import BACKBONES
 from acan_tf.model.builder import build_acan
-from acan_tf.train import RunError, run
+from acan_tf.training.trainer import RunError, run
 from tests.fixture_trees import write_mars_tree, write_msmt17_tree
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
 
@@ -200,7 +201,7 @@ def test_a_full_disk_while_saving_the_state_keeps_the_last_state_and_resume_fini
     with pytest.raises(CheckpointError, match=r"cannot save the training state in .*: No space left on device "
                                               r"\(.*progress\.json\); the state of step 2 is intact"):
         run(config)
-    state = tmp_path / "run" / checkpointing.STATE_FOLDER
+    state = Path(RunDir(str(tmp_path / "run")).state_dir)
     assert read_progress(str(tmp_path / "run"))["step"] == 2
     assert "step-00000003.index" in os.listdir(state), "step 3's files were written; progress.json does not name them"
     monkeypatch.setattr(checkpointing, "write_json", real_write_json)

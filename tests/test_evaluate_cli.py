@@ -16,11 +16,12 @@ from acan_tf.data.records import frame_paths
 from acan_tf.data.synthetic import SyntheticSpec, generate
 from acan_tf.deploy.exporter import export_run
 from acan_tf.deploy.parity import keras_embeddings
-from acan_tf.evaluate import (KIND, EvaluateError, check_output, evaluate_run, evaluate_saved_model, load_test_data,
-                              read_model_card, saved_model_features)
+from acan_tf.deploy.saved_model_features import saved_model_features
+from acan_tf.evaluation.runner import (KIND, EvaluateError, check_output, evaluate_run, evaluate_saved_model,
+                                       load_test_data, read_model_card)
 from acan_tf.evaluation.reid import Reranking
-from acan_tf.model.restore import load_run
-from acan_tf.train import run
+from acan_tf.training.run_dir import load_run
+from acan_tf.training.trainer import run
 from tests.fixture_trees import write_market_tree, write_mars_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acan_tf.checkpointing import TrainingState, read_progress
-from acan_tf.loop import use_jit_compile
+from acan_tf.training.state import TrainingState, read_progress
+from acan_tf.training.loop import use_jit_compile
 from acan_tf.model.builder import build_acan
-from acan_tf.train import RunError, run
+from acan_tf.training.trainer import RunError, run
 from tests.run_fixtures import training_batch
 from tests.tiny_runs import h5_arrays, make_tree, tiny_config
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acan_tf.distribution import DistributionError, check_replica_split, check_tf_config, replica_slices
+from acan_tf.training.distribution import DistributionError, check_replica_split, check_tf_config, replica_slices
 from acan_tf.model.builder import build_acan
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
 
@@ -31,7 +31,7 @@ REFERENCE = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from acan_tf.config import Config
-    from acan_tf.train import run
+    from acan_tf.training.trainer import run
     run(Config.from_json(json.loads(sys.argv[1])))
     """
 )

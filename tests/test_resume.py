@@ -1,6 +1,7 @@
 """--resume: a run killed with SIGKILL mid-epoch continues from its saved state and ends with the weights of an
 uninterrupted run; the training state is saved atomically; an output directory holding a run is never reused by mistake."""
 
+from pathlib import Path
 import json
 import os
 import signal
@@ -10,10 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from acan_tf.checkpointing import STATE_FOLDER, CheckpointError, Progress, TrainingState, progress_path
+from acan_tf.training.run_dir import RunDir
+from acan_tf.training.state import CheckpointError, Progress, TrainingState
 from acan_tf.config import ConfigError
 from acan_tf.model.builder import build_acan
-from acan_tf.train import RunError, run
+from acan_tf.training.trainer import RunError, run
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
 
 # 2 epochs of 5 steps, the state saved every 2 steps: saves at steps 2, 4, 5 (epoch end), 6, 8, 10.
@@ -27,7 +29,7 @@ def tree(tmp_path_factory):
 
 def saved_step(run_dir) -> int:
     try:
-        with open(progress_path(str(run_dir))) as handle:
+        with open(RunDir(str(run_dir)).progress_file) as handle:
             return json.load(handle)["step"]
     except (FileNotFoundError, json.JSONDecodeError):
         return 0
@@ -118,7 +120,7 @@ def test_a_half_written_checkpoint_is_never_loaded_and_is_cleaned_up(tmp_path):
     at_step_2 = state_arrays(acan)
     # A crash while saving step 4: its files are cut short and progress.json still names step 2.
     randomise(acan, 1)
-    folder = os.path.join(run_dir, STATE_FOLDER)
+    folder = RunDir(str(run_dir)).state_dir
     state.checkpoint.write(os.path.join(folder, "step-00000004"))
     data = next(name for name in os.listdir(folder) if name.startswith("step-00000004.data"))
     with open(os.path.join(folder, data), "r+b") as handle:
@@ -144,7 +146,7 @@ def test_a_half_written_checkpoint_is_never_loaded_and_is_cleaned_up(tmp_path):
 
 def test_a_damaged_progress_file_is_named(tmp_path):
     state, _ = tiny_state(tmp_path, seed=1)
-    path = tmp_path / "run" / STATE_FOLDER / "progress.json"
+    path = Path(RunDir(str(tmp_path / "run")).progress_file)
     path.parent.mkdir(parents=True)
     path.write_text('{"step": "four"}')
     with pytest.raises(CheckpointError, match=r"progress\.json is not a progress file .*step.*--overwrite"):
@@ -160,8 +162,8 @@ def write_saved_run(run_dir, config, report=None, step=None) -> None:
     if step is not None:
         progress = {"step": step, "checkpoint": f"step-{step:08d}", "kept": [], "epoch_logs": [], "evaluations": [],
                     "best_map": -1.0, "metrics": {}}
-        (run_dir / STATE_FOLDER).mkdir(parents=True)
-        (run_dir / STATE_FOLDER / "progress.json").write_text(json.dumps(progress))
+        Path(RunDir(str(run_dir)).state_dir).mkdir(parents=True)
+        Path(RunDir(str(run_dir)).progress_file).write_text(json.dumps(progress))
 
 
 @pytest.mark.parametrize("report, step, held", [({"final": {}}, None, "a finished run"),

@@ -13,7 +13,7 @@ from acan_tf.data import DATASET_NAMES, load_dataset
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, decode_image, training_dataset
 from acan_tf.data.sampling import training_set
 from acan_tf.flags import config_from_flags, define_flags
-from acan_tf.train import run
+from acan_tf.training.trainer import run
 from tests.fixture_trees import write_duke_si_tree, write_mars_tree
 
 REPO = Path(__file__).resolve().parents[1]

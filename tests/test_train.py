@@ -19,8 +19,8 @@ from acan_tf.data.sampling import SamplingError, training_set
 from acan_tf.data.synthetic import SyntheticSpec, generate
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.model.backbones import BACKBONES
-from acan_tf.model.restore import load_run
-from acan_tf.train import RunError, run
+from acan_tf.training.run_dir import load_run
+from acan_tf.training.trainer import RunError, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(

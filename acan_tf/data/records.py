@@ -27,6 +27,11 @@ class TrackletRecord:
 Record = Union[ImageRecord, TrackletRecord]
 
 
+def camera_name(camid: int) -> str:
+    """How tables and messages name a camera: by the dataset's own 1-based number (Market-1501's c1-c6)."""
+    return f"camera {camid + 1}"
+
+
 def frame_paths(record: Record) -> tuple[str, ...]:
     """The frame paths of a record: its image, or a tracklet's frames in order."""
     return record.paths if isinstance(record, TrackletRecord) else (record.path,)

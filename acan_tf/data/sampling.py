@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from acan_tf.data.records import Record, camera_local_labels
+from acan_tf.data.records import Record, camera_local_labels, camera_name
 from acan_tf.data.summary import identities_per_camera
 
 
@@ -39,7 +39,7 @@ def training_set(records: Sequence[Record], min_ids: int) -> TrainingSet:
     counts = identities_per_camera(records)
     kept = [camid for camid, n in counts.items() if n >= min_ids]
     if not kept:
-        listing = ", ".join(f"camera {camid + 1}: {n}" for camid, n in counts.items())
+        listing = ", ".join(f"{camera_name(camid)}: {n}" for camid, n in counts.items())
         raise SamplingError(
             f"no camera has the {min_ids} identities a triplet batch needs (--num_identities / "
             f"--min_ids_per_camera); identities per camera: {listing}"
@@ -71,7 +71,7 @@ class TripletBatchSampler:
             groups = [in_camera[ids == pid] for pid in np.unique(ids)]
             if len(groups) < num_identities:
                 raise SamplingError(
-                    f"camera {camid + 1} has {len(groups)} identities, fewer than --num_identities="
+                    f"{camera_name(camid)} has {len(groups)} identities, fewer than --num_identities="
                     f"{num_identities}; drop it (--min_ids_per_camera) or lower --num_identities"
                 )
             self.groups.append(groups)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from acan_tf.data.records import Record, ReIDDataset
+from acan_tf.data.records import Record, ReIDDataset, camera_name
 
 
 def identities_per_camera(records: Sequence[Record]) -> dict[int, int]:
@@ -30,20 +30,22 @@ def summarize(dataset: ReIDDataset, min_ids_per_camera: int | None = None) -> st
         for split, records in splits
     ]
     ids = identities_per_camera(dataset.train)
-    camera_header: tuple[str, ...] = ("camid", "# ids", f"# {unit}")
+    camera_header: tuple[str, ...] = ("camera", "# ids", f"# {unit}")
     camera_rows = [
-        (camid, ids.get(camid, 0), sum(r.camid == camid for r in dataset.train)) for camid in range(dataset.num_cameras)
+        (camera_name(camid), ids.get(camid, 0), sum(r.camid == camid for r in dataset.train))
+        for camid in range(dataset.num_cameras)
     ]
     if min_ids_per_camera is not None:
         dropped = dropped_cameras(dataset, min_ids_per_camera)
         camera_header += ("training",)
         camera_rows = [
-            row + (f"dropped (< {min_ids_per_camera} ids)" if row[0] in dropped else "kept",) for row in camera_rows
+            row + (f"dropped (< {min_ids_per_camera} ids)" if camid in dropped else "kept",)
+            for camid, row in enumerate(camera_rows)
         ]
     return "\n".join(
         [f"{dataset.name} at {dataset.root}: {dataset.num_cameras} cameras"]
         + _table(("subset", "# ids", f"# {unit}", "# cameras"), split_rows)
-        + ["train identities per camera (camid is 0-based):"]
+        + ["train identities per camera:"]
         + _table(camera_header, camera_rows)
     )
 

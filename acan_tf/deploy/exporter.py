@@ -14,7 +14,7 @@ from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
 from acan_tf.io import write_json
-from acan_tf.model.restore import load_run, read_json
+from acan_tf.training.run_dir import RunDir, load_run
 
 FORMATS = ("saved_model", "onnx")
 SAVED_MODEL_TOLERANCE = 1e-5
@@ -44,11 +44,11 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
 
 def final_metrics(run_dir: str) -> dict | None:
     """The "final" metrics of the run's report.json, or None for a run that has not finished."""
-    path = os.path.join(run_dir, "report.json")
-    if not os.path.isfile(path):
-        logging.warning("%s not found: the model card will have no metrics", path)
+    folder = RunDir(run_dir)
+    if not folder.is_finished():
+        logging.warning("%s not found: the model card will have no metrics", folder.report_file)
         return None
-    return read_json(path).get("final")
+    return folder.read_report().get("final")
 
 
 def export_run(

@@ -1,6 +1,6 @@
 """The paper's analyses of one evaluation, written beside a run: PNG figures, TensorBoard images and the projector.
 
-Figures (each `PLOTS_DIR/<name>.png` and the TensorBoard image `analysis/<name>`):
+Figures (each `<plots_dir>/<name>.png` and the TensorBoard image `analysis/<name>`):
 
 - camera_confusion: D's row-normalised camera confusion on the test features (Fig. 8), when D was evaluated;
 - tsne: t-SNE of the query and gallery features coloured by camera (Figs. 1, 7);
@@ -19,21 +19,25 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from acan_tf.data.records import Record, frame_paths
+from acan_tf.data.records import Record, camera_name, frame_paths
 from acan_tf.evaluation import plots
 from acan_tf.evaluation.metrics import pairwise_distance
 from acan_tf.evaluation.reid import record_ids
 from acan_tf.evaluation.tensorboard import log_png_images, write_projector
 
-PLOTS_DIR = "plots"
-ANALYSIS_LOGDIR = os.path.join("logs", "analysis")
 # Queries shown in the ranked list, and gallery entries per query (the issue asks for the top 10).
 RANKED_QUERIES = 8
 RANKED_TOPK = 10
 
 
+def camera_names(camera_classes: Mapping[int, int]) -> list[str]:
+    """Names of D's classes in class order, from {camid: class index}."""
+    return [camera_name(camid) for camid, _ in sorted(camera_classes.items(), key=lambda item: item[1])]
+
+
 def write_analyses(
-    output_dir: str,
+    plots_dir: str,
+    logdir: str,
     evaluation: Mapping[str, object],
     query: Sequence[Record],
     gallery: Sequence[Record],
@@ -42,8 +46,8 @@ def write_analyses(
     step: int = 0,
     max_points: int = 2000,
 ) -> dict[str, str]:
-    """Writes the figures of an evaluation made with keep_features=True into `output_dir`; returns {name: PNG path}."""
-    # PNGs go to output_dir/plots/, TensorBoard images (at `step`) and the projector to output_dir/logs/analysis/.
+    """Writes the figures of an evaluation made with keep_features=True; returns {name: PNG path}."""
+    # PNGs go to plots_dir, TensorBoard images (at `step`) and the projector to logdir.
     # `history` is report.json's "evaluations"; `camera_names` label D's classes in order. With re-ranked
     # "distances" in the evaluation, the ranked list shows the re-ranked order.
     missing = [key for key in ("query_features", "gallery_features", "cmc") if key not in evaluation]
@@ -56,7 +60,6 @@ def write_analyses(
             f"evaluation has {len(q_feats)} query and {len(g_feats)} gallery features for {len(query)} query "
             f"and {len(gallery)} gallery records"
         )
-    plots_dir = os.path.join(output_dir, PLOTS_DIR)
     os.makedirs(plots_dir, exist_ok=True)
 
     def path(name: str) -> str:
@@ -76,7 +79,6 @@ def write_analyses(
     if len(history) >= 2:
         written["convergence"] = plots.plot_convergence(list(history), path("convergence"))
 
-    logdir = os.path.join(output_dir, ANALYSIS_LOGDIR)
     log_png_images(logdir, {f"analysis/{name}": png for name, png in written.items()}, step)
     split = ["query"] * len(query) + ["gallery"] * len(gallery)
     write_projector(logdir, features, {"pid": pids, "camid": camids, "split": split}, max_points=10 * max_points)

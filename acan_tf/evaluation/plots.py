@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from PIL import Image
 
+from acan_tf.data.records import camera_name
 from acan_tf.io import atomic_path
 
 PathOrFile = Union[str, os.PathLike, BinaryIO]
@@ -141,7 +142,7 @@ def plot_tsne(
     for camid in np.unique(camids):
         colour = colours[camid]
         points = embedded[camids == camid]
-        ax.scatter(points[:, 0], points[:, 1], s=8, color=colour, label=f"camera {camid}", alpha=0.8)
+        ax.scatter(points[:, 0], points[:, 1], s=8, color=colour, label=camera_name(int(camid)), alpha=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{title} ({len(features)} points)")
@@ -217,14 +218,14 @@ def plot_ranked_list(
             spine.set_linewidth(3)
 
     for row_axes, q in zip(axes, rows.astype(int)):
-        show(row_axes[0], query_paths[q], f"pid {q_pids[q]} cam {q_camids[q]}", "black")
+        show(row_axes[0], query_paths[q], f"pid {q_pids[q]} {camera_name(int(q_camids[q]))}", "black")
         # Market protocol: the same person seen by the query's own camera is not a retrieval.
         ranked = [
             g for g in ranking[q] if not (g_pids[g] == q_pids[q] and g_camids[g] == q_camids[q])
         ][:topk]
         for ax, g in zip(row_axes[1:], ranked):
             border = _MATCH_COLOUR if g_pids[g] == q_pids[q] else _MISMATCH_COLOUR
-            show(ax, gallery_paths[g], f"pid {g_pids[g]} cam {g_camids[g]}", border)
+            show(ax, gallery_paths[g], f"pid {g_pids[g]} {camera_name(int(g_camids[g]))}", border)
         for ax in row_axes[1 + len(ranked):]:
             ax.axis("off")
     axes[0, 0].set_title("query", fontsize=9)

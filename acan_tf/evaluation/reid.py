@@ -101,17 +101,6 @@ def record_ids(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([r.pid for r in records]), np.array([r.camid for r in records])
 
 
-def format_metrics(metrics: dict) -> str:
-    """The metrics as a table: ranking (mAP, CMC, mINP) and camera alignment."""
-    rows = [("mAP", metrics["mAP"]), ("rank-1", metrics["rank1"]), ("rank-5", metrics["rank5"]),
-            ("rank-10", metrics["rank10"]), ("rank-20", metrics["rank20"]), ("mINP", metrics["mINP"])]
-    lines = ["Re-ID (Market-1501 protocol)", *(f"  {name:<10} {100 * value:6.2f} %" for name, value in rows),
-             "Camera alignment", f"  {'inter-camera discrepancy (Table VII)':<40} {metrics['discrepancy']:.4f}"]
-    if "d_test_accuracy" in metrics:
-        lines.append(f"  {'D camera accuracy on test features':<40} {100 * metrics['d_test_accuracy']:.2f} %")
-    return "\n".join(lines)
-
-
 def _camera_confusion(discriminator, raw_query, raw_gallery, q_camids, g_camids, camera_classes) -> dict:
     """D's accuracy and row-normalised confusion on the test features of the cameras it was trained on."""
     features = np.concatenate([raw_query, raw_gallery])

@@ -6,10 +6,8 @@ import keras
 import tensorflow as tf
 
 from acan_tf import losses
+from acan_tf.config import SCHEMES, WARMUPS
 from acan_tf.model.grl import gradient_reversal
-
-SCHEMES = ("none", "grl", "oce", "ace")
-WARMUPS = ("none", "linear", "dann")
 
 
 def adv_weight_factor(step: tf.Tensor, warmup: str, warmup_steps: int, total_steps: int) -> tf.Tensor:

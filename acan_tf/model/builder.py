@@ -39,11 +39,11 @@ def step_decay(base_rate: float, config: Config, steps_per_epoch: int) -> float 
 def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
     """A compiled ACAN: F (SGD at --lr_pretrained) and D (SGD at --lr_new), both with step decay.
 
+    Initialised from Keras' global RNG: the trainer seeds it once with --seed before calling this.
     With --mixed_precision, F's layers compute in bfloat16 or float16 but its features leave it in float32, and D
     stays in float32: the losses (and the triplet loss's 1e-12 distance floor, which float16 flushes to zero) are
     float32. With float16, both optimizers scale the loss dynamically against gradient underflow.
     """
-    keras.utils.set_random_seed(config.seed)
     with dtype_policy(DTYPE_POLICIES[config.mixed_precision]):
         encoder = build_encoder(config.backbone, config.image_height, config.image_width, config.backbone_weights)
     if config.mixed_precision != "none":

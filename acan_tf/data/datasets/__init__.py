@@ -28,7 +28,7 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
     """The dataset `name` found at `root` (its folder or the folder's parent), with records sorted by path.
 
     Options: msmt17 takes `use_val_for_training` (default True: list_train + list_val, as the paper;
-    False: list_train alone, as torchreid); synthetic takes `spec` (a SyntheticSpec, used if it must generate).
+    False: list_train alone, as torchreid); synthetic takes `camera_shift` (of a benchmark it must generate) or a whole `spec` (a SyntheticSpec).
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")

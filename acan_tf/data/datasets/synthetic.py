@@ -21,11 +21,12 @@ LAYOUT = """\
 `-- bounding_box_test/"""
 
 
-def load(root: str, spec: SyntheticSpec | None = None) -> ReIDDataset:
-    """The synthetic benchmark in `root` itself: the tree found there, or one generated from `spec`.
+def load(root: str, spec: SyntheticSpec | None = None, camera_shift: float | None = None) -> ReIDDataset:
+    """The synthetic benchmark in `root` itself: the tree found there, or one generated from `spec` or the options.
 
     Without `spec`, an existing tree is read whatever spec made it, and an absent or empty folder gets the
-    default benchmark; with `spec`, the tree must have been made from it (or is generated).
+    default benchmark with the given `camera_shift`; with `spec`, the tree must have been made from it (or is
+    generated).
     """
     # Imported here so that parsing the real datasets never depends on the generator.
     from acan_tf.data import synthetic
@@ -34,7 +35,10 @@ def load(root: str, spec: SyntheticSpec | None = None) -> ReIDDataset:
     try:
         document = synthetic.read_spec_document(root) if os.path.isdir(root) else None
         if spec is not None or document is None:
-            synthetic.ensure(root, synthetic.SyntheticSpec() if spec is None else spec)
+            if spec is None:
+                options = {} if camera_shift is None else {"camera_shift": camera_shift}
+                spec = synthetic.SyntheticSpec(**options)
+            synthetic.ensure(root, spec)
             document = synthetic.read_spec_document(root)
     except (OSError, ValueError) as error:
         message = f"{root} is not a synthetic benchmark folder: {error}\nexpected layout:\n{LAYOUT}"

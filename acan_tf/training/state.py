@@ -1,6 +1,6 @@
 """The training state behind --resume: F, D, both optimizers, the step, and what the run has recorded so far.
 
-In <run>/checkpoints/state/:
+In the run directory's state folder (acan_tf.training.run_dir):
   step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D and both optimizers
                                                             (momentum, iteration count, loss scale)
   progress.json                                             the step saved, its checkpoint, the epoch logs, the
@@ -27,9 +27,8 @@ import tensorflow as tf
 
 from acan_tf.io import write_json
 from acan_tf.model.acan import ACAN
+from acan_tf.training.run_dir import RunDir
 
-STATE_FOLDER = os.path.join("checkpoints", "state")
-PROGRESS_FILE = "progress.json"
 KEPT = 2  # complete checkpoints kept: the newest and the one before it
 
 
@@ -47,14 +46,9 @@ class Progress:
     best_map: float
 
 
-def progress_path(run_dir: str) -> str:
-    """The progress.json of a run directory."""
-    return os.path.join(run_dir, STATE_FOLDER, PROGRESS_FILE)
-
-
 def read_progress(run_dir: str) -> dict[str, Any] | None:
     """The saved progress document of a run, or None if it has saved no state."""
-    path = progress_path(run_dir)
+    path = RunDir(run_dir).progress_file
     try:
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
@@ -91,7 +85,8 @@ class TrainingState:
 
     def save(self, run_dir: str, progress: Progress) -> None:
         """Writes the state at `progress.step`, then progress.json naming it; removes all but the last KEPT."""
-        folder = os.path.join(run_dir, STATE_FOLDER)
+        files = RunDir(run_dir)
+        folder = files.state_dir
         previous = read_progress(run_dir)
         name = f"step-{progress.step:08d}"
         kept = ([name] + [k for k in previous["kept"] if k != name] if previous else [name])[:KEPT]
@@ -100,26 +95,27 @@ class TrainingState:
         try:
             os.makedirs(folder, exist_ok=True)
             self.checkpoint.write(os.path.join(folder, name))
-            write_json(progress_path(run_dir), {
+            write_json(files.progress_file, {
                 "step": progress.step, "checkpoint": name, "kept": kept, "epoch_logs": progress.epoch_logs,
                 "evaluations": progress.evaluations, "best_map": progress.best_map, "metrics": metrics,
             })
         except (OSError, tf.errors.OpError) as error:
             intact = f"the state of step {previous['step']} is intact" if previous else "no state had been saved yet"
             raise CheckpointError(f"cannot save the training state in {folder}: {_reason(error)}; {intact}") from error
-        _remove_all_but(folder, kept)
+        _remove_all_but(folder, kept, os.path.basename(files.progress_file))
 
     def restore(self, run_dir: str) -> Progress | None:
         """Loads the state progress.json names (and the metrics' running sums); None if the run saved none."""
         document = read_progress(run_dir)
         if document is None:
             return None
-        prefix = os.path.join(run_dir, STATE_FOLDER, document["checkpoint"])
+        files = RunDir(run_dir)
+        prefix = os.path.join(files.state_dir, document["checkpoint"])
         try:
             self.checkpoint.read(prefix).assert_consumed()
         except (tf.errors.OpError, AssertionError, ValueError) as error:
             raise CheckpointError(
-                f"the training state {prefix} named by {progress_path(run_dir)} cannot be restored ({error}); "
+                f"the training state {prefix} named by {files.progress_file} cannot be restored ({error}); "
                 f"was the run made with other settings? Pass --overwrite to start it over"
             ) from error
         for metric in self.acan.metrics:
@@ -137,8 +133,8 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
-def _remove_all_but(folder: str, kept: list[str]) -> None:
-    """Deletes everything in `folder` but progress.json and the files of the checkpoints in `kept`.
+def _remove_all_but(folder: str, kept: list[str], progress_name: str) -> None:
+    """Deletes everything in `folder` but the progress file and the files of the checkpoints in `kept`.
 
     What goes is what a crashed save left: files of unnamed checkpoints, TensorFlow's `*_temp` folders of a
     sharded write, temporary progress files.
@@ -146,7 +142,7 @@ def _remove_all_but(folder: str, kept: list[str]) -> None:
     keep = re.compile(rf"({'|'.join(map(re.escape, kept))})\.(index|data-\d+-of-\d+)")
     for entry in os.listdir(folder):
         path = os.path.join(folder, entry)
-        if entry == PROGRESS_FILE or keep.fullmatch(entry):
+        if entry == progress_name or keep.fullmatch(entry):
             continue
         if os.path.isdir(path):
             shutil.rmtree(path)

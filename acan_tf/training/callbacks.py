@@ -8,10 +8,12 @@ from typing import Any, Callable, Mapping
 import keras
 import tensorflow as tf
 
-from acan_tf.checkpointing import Progress, TrainingState
+from acan_tf.evaluation.reported import SCALARS
 from acan_tf.io import atomic_path
+from acan_tf.training.state import Progress, TrainingState
 
-SCALAR_METRICS = ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP", "discrepancy", "d_test_accuracy")
+# What an evaluation made with keep_features=True adds: kept in memory for the figures, never saved with the state.
+FEATURE_KEYS = ("query_features", "gallery_features", "distances")
 
 
 def save_weights_atomically(model: keras.Model, path: str) -> None:
@@ -23,10 +25,12 @@ def save_weights_atomically(model: keras.Model, path: str) -> None:
 class PeriodicEvaluation(keras.callbacks.Callback):
     """Evaluates every `every` epochs and after the last one; adds `val_*` to the epoch logs; keeps the best weights.
 
-    A resumed run passes the evaluations (and best mAP) recorded before it stopped.
+    `evaluate(final)` is told whether it is the last epoch's evaluation, whose features (if it keeps them) stay in
+    `final_features` for the end-of-run figures. A resumed run passes the evaluations (and best mAP) recorded
+    before it stopped.
     """
 
-    def __init__(self, evaluate: Callable[[], dict], every: int, epochs: int, best_path: str,
+    def __init__(self, evaluate: Callable[[bool], dict], every: int, epochs: int, best_path: str,
                  evaluations: list[dict] | None = None, best_map: float = -1.0):
         super().__init__()
         self.evaluate = evaluate
@@ -35,15 +39,17 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.best_path = best_path
         self.evaluations: list[dict] = list(evaluations or [])
         self.best_map = best_map
+        self.final_features: dict = {}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
         if done != self.epochs and (self.every == 0 or done % self.every):
             return
-        metrics = self.evaluate()
+        metrics = self.evaluate(done == self.epochs)
+        self.final_features = {key: metrics.pop(key) for key in FEATURE_KEYS if key in metrics}
         self.evaluations.append({"epoch": done, **metrics})
         if logs is not None:
-            logs.update({f"val_{name}": metrics[name] for name in SCALAR_METRICS if name in metrics})
+            logs.update({f"val_{name}": metrics[name] for name in SCALARS if name in metrics})
         if metrics["mAP"] > self.best_map:
             self.best_map = metrics["mAP"]
             save_weights_atomically(self.model, self.best_path)

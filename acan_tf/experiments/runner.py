@@ -1,10 +1,10 @@
-"""`python -m acan_tf.experiments EXPERIMENT`: the paper's ablations as repeated training runs and one table.
+"""The paper's ablations as repeated training runs and one table (the command is `python -m acan_tf.experiments`).
 
     schemes           none (only L_Triplet), grl, oce, ace: Tables V, VI and VII, the confusion matrices of Fig. 8
     lambda_sweep      λ (--adv_weight) in 0, 0.5, ..., 3 with the --scheme (default oce): Fig. 4
     disc_width_sweep  D's width in 64, 128, 256, 512 with the --scheme: Fig. 5
 
-Every setting is trained once per --seeds seed with `acan_tf.train.run`, one run after another in this
+Every setting is trained once per --seeds seed with `acan_tf.training.trainer.run`, one run after another in this
 process, into OUTPUT_DIR/<parameter>-<value>_seed<seed>/. Every flag of acan_tf.train sets the base
 configuration (dataset, backbone, steps, ...); the experiment overrides only its parameter, the seed and the
 run's output folder. Defaults are acan_tf.train's except a shorter schedule (EXPERIMENT_DEFAULTS: 3 epochs of
@@ -24,37 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
-import sys
-import time
 from typing import Callable, Mapping, Sequence
 
-import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
-
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from acan_tf.config import Config, ConfigError
-from acan_tf.data import DATASET_NAMES
-from acan_tf.evaluate import evaluate_run
 from acan_tf.evaluation import plots
-from acan_tf.evaluation.analysis import PLOTS_DIR
-from acan_tf.flags import config_from_flags, define_flags
+from acan_tf.evaluation.reported import METRICS, Metric, format_value
+from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.io import write_json, write_text
-from acan_tf.model.backbones import BACKBONES
-from acan_tf.model.restore import RunDirectoryError, read_json
-from acan_tf.train import USER_ERRORS, quiet_tensorflow_logging, run
-
-# Metrics of the table, in order: (key in report.json "final", column title, shown in %).
-COLUMNS = (
-    ("mAP", "mAP (%)", True),
-    ("rank1", "Rank-1 (%)", True),
-    ("rank5", "Rank-5 (%)", True),
-    ("rank10", "Rank-10 (%)", True),
-    ("mINP", "mINP (%)", True),
-    ("discrepancy", "Discrepancy d", False),
-    ("d_test_accuracy", "D accuracy (%)", True),
-)
+from acan_tf.training.run_dir import RunDir, RunDirectoryError
+from acan_tf.training.trainer import run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +57,6 @@ EXPERIMENTS = {
     "disc_width_sweep": Experiment("disc_width", (64, 128, 256, 512), int,
                                    "Sensitivity to the width of D (Fig. 5)", "D width"),
 }
-
-
-# Config fields that say how a run was started, not what it computes.
-_HOW_STARTED = ("overwrite", "resume", "analyses")
 
 
 # Training flags whose default differs here: a shorter schedule, its learning-rate decay at 2/3 as in the paper (IV-A).
@@ -128,8 +105,8 @@ def run_experiment(
 
 def train_or_reuse(config: Config) -> dict:
     """{"final", "evaluations", "seconds", "reused"} of the run `config` describes, trained unless already done."""
-    report_path = os.path.join(config.output_dir, "report.json")
-    previous = _previous_report(report_path)
+    folder = RunDir(config.output_dir)
+    previous = _previous_report(folder)
     reused = previous is not None and _same_run(previous.get("config", {}), config)
     if reused:
         logging.info("reusing %s", config.output_dir)
@@ -142,9 +119,9 @@ def train_or_reuse(config: Config) -> dict:
                 "choose another --output_dir"
             )
         run(config)
-    if config.analyses and not os.path.isdir(os.path.join(config.output_dir, PLOTS_DIR)):  # a run reused from before
+    if config.analyses and not os.path.isdir(folder.plots_dir):  # a run reused from before
         evaluate_run(config.output_dir, "last", analyses=True)
-    report = read_json(report_path)  # as saved, so that trained and reused runs look the same
+    report = folder.read_report()  # as saved, so that trained and reused runs look the same
     return {"final": report["final"], "evaluations": report["evaluations"], "seconds": report["seconds"],
             "reused": reused}
 
@@ -155,10 +132,10 @@ def summarize_runs(runs: Sequence[Mapping], values: Sequence) -> dict:
     for value in values:
         finals = [run["final"] for run in runs if run["value"] == value]
         summary[str(value)] = {}
-        for key, _, _ in COLUMNS:
-            samples = [final[key] for final in finals if final.get(key) is not None]
+        for metric in METRICS:
+            samples = [final[metric.key] for final in finals if final.get(metric.key) is not None]
             if samples:
-                summary[str(value)][key] = {
+                summary[str(value)][metric.key] = {
                     "mean": float(np.mean(samples)),
                     "std": float(np.std(samples, ddof=1)) if len(samples) > 1 else 0.0,
                     "values": samples,
@@ -185,12 +162,12 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
         "evaluation of each run (Market-1501 protocol on the test split; discrepancy d = 1/C Σ_c ‖mean_c − mean‖ "
         "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features).",
         "",
-        "| " + " | ".join([experiment.label, *(title for _, title, _ in COLUMNS)]) + " |",
-        "|" + "---|" * (len(COLUMNS) + 1),
+        "| " + " | ".join([experiment.label, *(_column_title(metric) for metric in METRICS)]) + " |",
+        "|" + "---|" * (len(METRICS) + 1),
     ]
     for value in results["values"]:
         stats = results["summary"][str(value)]
-        cells = [_cell(stats.get(key), percent) for key, _, percent in COLUMNS]
+        cells = [_cell(stats.get(metric.key), metric) for metric in METRICS]
         lines.append("| " + " | ".join([str(value), *cells]) + " |")
     lines += ["", *(f"![{os.path.splitext(name)[0]}]({name})" for name in figures), ""]
     return "\n".join(lines)
@@ -232,13 +209,17 @@ def _mean_history(runs: Sequence[Mapping]) -> list[dict]:
     ]
 
 
-def _cell(stats: Mapping | None, percent: bool) -> str:
+def _column_title(metric: Metric) -> str:
+    """A metric's column title, with its unit."""
+    return f"{metric.title} (%)" if metric.percent else metric.title
+
+
+def _cell(stats: Mapping | None, metric: Metric) -> str:
     """mean ± std as the table shows it; a dash for a metric the runs lack (D accuracy of a run without D)."""
     if stats is None:
         return "–"
-    scale, digits = (100.0, 1) if percent else (1.0, 4)
-    text = f"{scale * stats['mean']:.{digits}f}"
-    return text + (f" ± {scale * stats['std']:.{digits}f}" if len(stats["values"]) > 1 else "")
+    text = format_value(metric, stats["mean"], digits=1)
+    return text + (f" ± {format_value(metric, stats['std'], digits=1)}" if len(stats["values"]) > 1 else "")
 
 
 def _run_config(base: Config, experiment: Experiment, value, seed: int, output_dir: str) -> Config:
@@ -250,74 +231,30 @@ def _run_config(base: Config, experiment: Experiment, value, seed: int, output_d
         raise ExperimentError(f"--values: {value!r} is not a valid {experiment.parameter} ({error})") from error
 
 
-def _previous_report(path: str) -> dict | None:
+def _previous_report(folder: RunDir) -> dict | None:
     """A finished run's report.json, or None if there is none."""
-    if not os.path.isfile(path):
+    if not folder.is_finished():
         return None
     try:
-        return read_json(path)
+        return folder.read_report()
     except RunDirectoryError as error:
-        raise ExperimentError(f"{path} is unreadable ({error}); delete the run folder to train it again") from error
+        raise ExperimentError(f"{folder.report_file} is unreadable ({error}); delete the run folder to train it again") from error
 
 
 def _is_interrupted_run(config: Config) -> bool:
     """Whether the run folder holds this experiment's own run, stopped before its report (safe to replace)."""
-    path = os.path.join(config.output_dir, "config.json")
-    if not os.path.isfile(path):
+    folder = RunDir(config.output_dir)
+    if not folder.has_config():
         return False
     try:
-        return _same_run(read_json(path), config)
-    except RunDirectoryError:
+        return _same_run(folder.read_config().to_json(), config)
+    except (RunDirectoryError, ConfigError, TypeError):
         return False
 
 
 def _same_run(saved: Mapping, config: Config) -> bool:
-    """Whether a saved configuration computes the same run as `config` (how it was started does not count)."""
-    def computed(values: Mapping) -> dict:
-        """The settings that decide what a run computes."""
-        return {key: value for key, value in values.items() if key not in _HOW_STARTED}
-
-    return computed(saved) == computed(config.to_json())
-
-
-def _parse_list(flag: str, items: Sequence[str], parse: Callable[[str], object]) -> list:
-    """The items of a list flag, parsed; an error names the flag and the item."""
-    parsed = []
-    for item in items:
-        try:
-            parsed.append(parse(item))
-        except ValueError as error:
-            raise ExperimentError(f"--{flag}: cannot read {item!r} ({error})") from error
-    return parsed
-
-
-def main(argv: list[str]) -> None:
-    """Entry point of the absl app."""
-    if len(argv) != 2 or argv[1] not in EXPERIMENTS:
-        raise app.UsageError(f"name one experiment: {' | '.join(EXPERIMENTS)}")
-    name = argv[1]
-    quiet_tensorflow_logging()
-    options = flags.FLAGS
-    output_dir = options.output_dir if options["output_dir"].present else os.path.join("runs", "experiments", name)
-    started = time.time()
+    """Whether a saved configuration computes the same run as `config` (Config.computed: the rule --resume uses)."""
     try:
-        values = _parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
-        seeds = _parse_list("seeds", options.seeds, int)
-        command = shlex.join(["python", "-m", "acan_tf.experiments", *sys.argv[1:]])
-        results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
-    except (ExperimentError, *USER_ERRORS) as error:
-        sys.exit(f"acan_tf.experiments: error: {error}")
-    with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as handle:
-        print(handle.read())
-    trained = sum(not run["reused"] for run in results["runs"])
-    print(f"{len(results['runs'])} runs ({trained} trained now) in {time.time() - started:.0f} s; results in "
-          f"{os.path.abspath(output_dir)}")
-
-
-if __name__ == "__main__":
-    define_flags({"dataset": DATASET_NAMES, "backbone": tuple(BACKBONES)})
-    for name, default in EXPERIMENT_DEFAULTS.items():
-        flags.FLAGS.set_default(name, default)
-    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: every setting is trained once per seed.")
-    flags.DEFINE_list("values", [], "The values of the experiment's parameter; default: the paper's.")
-    app.run(main)
+        return Config.from_json(dict(saved)).computed() == config.computed()
+    except (ConfigError, TypeError):
+        return False

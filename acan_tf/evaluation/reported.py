@@ -1,0 +1,78 @@
+"""The reported metrics, defined once: their names in logs, TensorBoard and report.json, their order and format.
+
+Every table (the training command's, the evaluation command's, the experiments' summaries), the `val_*` logs
+and TensorBoard scalars, and the `final` and `evaluations` entries of report.json read this list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One reported scalar: its key, its title in tables, and whether it is shown in %."""
+
+    key: str
+    title: str
+    percent: bool
+    section: str  # the printed table's section
+
+
+RANKING = "Re-ID (Market-1501 protocol)"
+ALIGNMENT = "Camera alignment"
+METRICS = (
+    Metric("mAP", "mAP", True, RANKING),
+    Metric("rank1", "rank-1", True, RANKING),
+    Metric("rank5", "rank-5", True, RANKING),
+    Metric("rank10", "rank-10", True, RANKING),
+    Metric("rank20", "rank-20", True, RANKING),
+    Metric("mINP", "mINP", True, RANKING),
+    Metric("discrepancy", "inter-camera discrepancy (Table VII)", False, ALIGNMENT),
+    Metric("d_test_accuracy", "D camera accuracy on test features", True, ALIGNMENT),
+)
+SCALARS = tuple(metric.key for metric in METRICS)
+# Kept with every evaluation besides the scalars: the epoch it was made at and the queries it counted.
+BOOKKEEPING = ("epoch", "num_valid_queries")
+CMC_KEPT = 20  # ranks of the CMC curve kept in report.json and evaluation documents
+
+
+def scalars(evaluation: Mapping) -> dict:
+    """The reported scalars (and bookkeeping) of an evaluation, as JSON-ready numbers."""
+    return {key: evaluation[key] for key in (*BOOKKEEPING, *SCALARS) if evaluation.get(key) is not None}
+
+
+def summary(evaluation: Mapping) -> dict:
+    """The scalars plus the CMC curve to rank 20 and D's camera confusion: what report.json keeps of one evaluation."""
+    kept = scalars(evaluation)
+    kept["cmc"] = np.asarray(evaluation["cmc"])[:CMC_KEPT].tolist()
+    if evaluation.get("camera_confusion") is not None:
+        kept["camera_confusion"] = np.asarray(evaluation["camera_confusion"]).tolist()
+    return kept
+
+
+def format_value(metric: Metric, value: float, digits: int = 2) -> str:
+    """A metric's value as tables show it: in % with `digits` decimals, or as is with 4 decimals."""
+    return f"{100 * value:.{digits}f}" if metric.percent else f"{value:.4f}"
+
+
+def format_metrics(evaluation: Mapping) -> str:
+    """The metrics of one evaluation as a printable table, section by section."""
+    lines: list[str] = []
+    section = None
+    for metric in METRICS:
+        if evaluation.get(metric.key) is None:
+            continue
+        if metric.section != section:
+            section = metric.section
+            lines.append(section)
+        # Ranking rows are short names with aligned numbers; alignment rows are long descriptions.
+        text = format_value(metric, evaluation[metric.key])
+        if metric.section == RANKING:
+            lines.append(f"  {metric.title:<10} {text:>6} %")
+        else:
+            lines.append(f"  {metric.title:<40} {text}" + (" %" if metric.percent else ""))
+    return "\n".join(lines)

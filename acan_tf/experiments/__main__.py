@@ -1,0 +1,66 @@
+"""`python -m acan_tf.experiments EXPERIMENT`: the paper's ablations as repeated training runs and one table.
+
+The experiments, their outputs and how finished runs are reused: acan_tf.experiments.runner.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from typing import Callable, Sequence
+
+import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
+
+from absl import app, flags
+
+from acan_tf.data import DATASET_NAMES
+from acan_tf.experiments.runner import EXPERIMENT_DEFAULTS, EXPERIMENTS, ExperimentError, run_experiment
+from acan_tf.flags import config_from_flags, define_flags
+from acan_tf.logs import quiet_tensorflow_logging
+from acan_tf.model.backbones import BACKBONES
+from acan_tf.training.trainer import USER_ERRORS
+
+
+def parse_list(flag: str, items: Sequence[str], parse: Callable[[str], object]) -> list:
+    """The items of a list flag, parsed; an error names the flag and the item."""
+    parsed = []
+    for item in items:
+        try:
+            parsed.append(parse(item))
+        except ValueError as error:
+            raise ExperimentError(f"--{flag}: cannot read {item!r} ({error})") from error
+    return parsed
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of the absl app."""
+    if len(argv) != 2 or argv[1] not in EXPERIMENTS:
+        raise app.UsageError(f"name one experiment: {' | '.join(EXPERIMENTS)}")
+    name = argv[1]
+    quiet_tensorflow_logging()
+    options = flags.FLAGS
+    output_dir = options.output_dir if options["output_dir"].present else os.path.join("runs", "experiments", name)
+    started = time.time()
+    try:
+        values = parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
+        seeds = parse_list("seeds", options.seeds, int)
+        command = shlex.join(["python", "-m", "acan_tf.experiments", *sys.argv[1:]])
+        results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
+    except (ExperimentError, *USER_ERRORS) as error:
+        sys.exit(f"acan_tf.experiments: error: {error}")
+    with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as handle:
+        print(handle.read())
+    trained = sum(not run["reused"] for run in results["runs"])
+    print(f"{len(results['runs'])} runs ({trained} trained now) in {time.time() - started:.0f} s; results in "
+          f"{os.path.abspath(output_dir)}")
+
+
+if __name__ == "__main__":
+    define_flags({"dataset": DATASET_NAMES, "backbone": tuple(BACKBONES)})
+    for flag, default in EXPERIMENT_DEFAULTS.items():
+        flags.FLAGS.set_default(flag, default)
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: every setting is trained once per seed.")
+    flags.DEFINE_list("values", [], "The values of the experiment's parameter; default: the paper's.")
+    app.run(main)

@@ -1,0 +1,164 @@
+"""The run directory: the one place that names a run's files, reads them and writes them.
+
+    <run>/config.json                  every setting of the run (acan_tf.config.Config)
+    <run>/run.json                     what the model is rebuilt from: D's camera classes, steps per epoch, versions
+    <run>/dataset.txt                  the dataset summary printed at the start
+    <run>/report.json                  config, versions, per-epoch history, evaluations and final metrics (last written)
+    <run>/checkpoints/last.weights.h5  F and D after the last epoch; best.weights.h5: at the best evaluation's mAP
+    <run>/checkpoints/state/           the full training state --resume continues from (acan_tf.training.state)
+    <run>/logs/                        TensorBoard: train/, validation/, analysis/ (figures and projector)
+    <run>/plots/                       the analysis figures as PNG files
+    <run>/.lock                        held by the process training the run (acan_tf.training.run_lock)
+
+The figures of an exported model's evaluation go into a folder laid out the same way (plots/, logs/analysis/).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from acan_tf.config import Config
+from acan_tf.io import write_json, write_text
+from acan_tf.model.acan import ACAN
+from acan_tf.model.builder import build_acan
+
+CHECKPOINTS = ("best", "last")
+
+
+class RunDirectoryError(ValueError):
+    """A run directory is missing a file or holds an unusable one; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """The files of one run directory."""
+
+    path: str
+
+    @property
+    def config_file(self) -> str:
+        """config.json: every setting of the run."""
+        return os.path.join(self.path, "config.json")
+
+    @property
+    def info_file(self) -> str:
+        """run.json: D's camera classes, steps per epoch, dataset kind, versions."""
+        return os.path.join(self.path, "run.json")
+
+    @property
+    def dataset_file(self) -> str:
+        """dataset.txt: the dataset summary."""
+        return os.path.join(self.path, "dataset.txt")
+
+    @property
+    def report_file(self) -> str:
+        """report.json: the finished run's report."""
+        return os.path.join(self.path, "report.json")
+
+    @property
+    def checkpoints_dir(self) -> str:
+        """The folder of the weights files and the training state."""
+        return os.path.join(self.path, "checkpoints")
+
+    @property
+    def state_dir(self) -> str:
+        """The folder of the training state --resume reads."""
+        return os.path.join(self.checkpoints_dir, "state")
+
+    @property
+    def progress_file(self) -> str:
+        """progress.json: the step saved and what the run recorded until then; the only way into the state."""
+        return os.path.join(self.state_dir, "progress.json")
+
+    @property
+    def logs_dir(self) -> str:
+        """TensorBoard's log folder."""
+        return os.path.join(self.path, "logs")
+
+    @property
+    def analysis_logdir(self) -> str:
+        """TensorBoard folder of the analysis figures and the projector."""
+        return os.path.join(self.logs_dir, "analysis")
+
+    @property
+    def plots_dir(self) -> str:
+        """The folder of the analysis figures."""
+        return os.path.join(self.path, "plots")
+
+    @property
+    def lock_file(self) -> str:
+        """The lock file the training process holds."""
+        return os.path.join(self.path, ".lock")
+
+    def checkpoint(self, which: str) -> str:
+        """The weights file of checkpoint `which` ("best" or "last")."""
+        if which not in CHECKPOINTS:
+            raise RunDirectoryError(f"checkpoint {which!r}: expected one of {', '.join(CHECKPOINTS)}")
+        return os.path.join(self.checkpoints_dir, f"{which}.weights.h5")
+
+    def is_finished(self) -> bool:
+        """Whether the run wrote its report."""
+        return os.path.isfile(self.report_file)
+
+    def has_config(self) -> bool:
+        """Whether the folder holds a run's config.json."""
+        return os.path.isfile(self.config_file)
+
+    def read_config(self) -> Config:
+        """The run's Config."""
+        return Config.from_json(read_json(self.config_file))
+
+    def read_info(self) -> dict:
+        """run.json."""
+        return read_json(self.info_file)
+
+    def read_report(self) -> dict:
+        """report.json."""
+        return read_json(self.report_file)
+
+    def evaluations(self) -> list[dict]:
+        """The evaluations during training (report.json), or none for a run still training."""
+        return self.read_report().get("evaluations", []) if self.is_finished() else []
+
+    def write_start(self, config: Config, info: dict[str, Any], summary: str) -> None:
+        """Writes config.json, run.json and dataset.txt: what evaluation and export rebuild the model from."""
+        write_json(self.config_file, config.to_json())
+        write_json(self.info_file, info)
+        write_text(self.dataset_file, summary + "\n")
+
+    def write_report(self, report: dict) -> None:
+        """Writes report.json."""
+        write_json(self.report_file, report)
+
+
+def read_json(path: str) -> dict:
+    """A JSON object from `path`, or an error naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except FileNotFoundError as error:
+        raise RunDirectoryError(f"{path} not found: is {os.path.dirname(path)} a training run directory?") from error
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirectoryError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(value, dict):
+        raise RunDirectoryError(f"{path}: expected a JSON object")
+    return value
+
+
+def load_run(run_dir: str, which: str = "best") -> tuple[Config, ACAN, dict]:
+    """(config, ACAN in float32 with the checkpoint's weights, run.json) of a training run."""
+    folder = RunDir(run_dir)
+    config = folder.read_config()
+    info = folder.read_info()
+    path = folder.checkpoint(which)
+    if not os.path.isfile(path):
+        raise RunDirectoryError(f"{path} not found: the run has no {which!r} checkpoint yet")
+    # Rebuilt in float32 whatever --mixed_precision the run trained with: the variables are float32 under every
+    # policy, and evaluation, TF Serving and ONNX Runtime's CPU kernels then need no bfloat16/float16 support.
+    inference = dataclasses.replace(config, mixed_precision="none")
+    acan = build_acan(inference, len(info["camera_classes"]), info["steps_per_epoch"])
+    acan.load_weights(path)
+    return config, acan, info
