@@ -37,5 +37,6 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
     accepted = list(inspect.signature(_LOADERS[name]).parameters)[1:]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise DatasetError(f"dataset {name} takes no option {', '.join(unknown)}; it takes {', '.join(accepted) or 'none'}")
+        takes = ", ".join(accepted) or "none"
+        raise DatasetError(f"dataset {name} takes no option {', '.join(unknown)}; it takes {takes}")
     return _LOADERS[name](root, **options)

@@ -36,7 +36,7 @@ def load(root: str, camera_shift: float | None = None, spec: SyntheticSpec | Non
     exact = spec is not None
     if spec is None:
         try:
-            spec = synthetic.SyntheticSpec() if camera_shift is None else synthetic.SyntheticSpec(camera_shift=camera_shift)
+            spec = synthetic.SyntheticSpec(**({} if camera_shift is None else {"camera_shift": camera_shift}))
         except ValueError as error:
             raise DatasetError(f"synthetic: {error}") from error
     root = os.path.abspath(root)
