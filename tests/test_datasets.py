@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -177,6 +178,41 @@ def test_synthetic_is_generated_then_read_with_the_generators_pids_and_cameras(t
     planned = {(shot.split_dir, shot.file_name, shot.pid, shot.camid) for shot in synthetic.plan_shots(TINY_SPEC)}
     assert parsed == planned
     assert load_dataset("synthetic", str(root)) == dataset  # an existing tree is read whatever spec made it
+
+
+def test_synthetic_generates_the_default_spec_with_the_camera_shift_option(tmp_path, monkeypatch):
+    requested = []
+
+    def tiny_ensure(root, spec):  # records the spec asked for and writes a tiny tree in its place, for speed
+        requested.append(spec)
+        return synthetic.generate(root, dataclasses.replace(TINY_SPEC, camera_shift=spec.camera_shift))
+
+    monkeypatch.setattr(synthetic, "ensure", tiny_ensure)
+    shifted = load_dataset("synthetic", str(tmp_path / "shifted"), camera_shift=0.25)
+    load_dataset("synthetic", str(tmp_path / "default"))
+    assert requested == [synthetic.SyntheticSpec(camera_shift=0.25), synthetic.SyntheticSpec()]
+    assert shifted.num_cameras == TINY_SPEC.num_cameras
+    assert synthetic.read_spec_document(str(tmp_path / "shifted"))["spec"]["camera_shift"] == 0.25
+
+
+def test_synthetic_reads_an_existing_tree_as_it_was_made_whatever_the_camera_shift(tmp_path):
+    root = synthetic.generate(str(tmp_path / "synthetic"), TINY_SPEC)
+    assert load_dataset("synthetic", root, camera_shift=0.0) == load_dataset("synthetic", root)
+    assert synthetic.read_spec_document(root)["spec"]["camera_shift"] == 1.0
+
+
+def test_synthetic_options_are_checked(tmp_path):
+    root = tmp_path / "synthetic"
+    assert "synthetic: SyntheticSpec.camera_shift must be in [0, 1], got 1.5" in load_error(
+        "synthetic", root, camera_shift=1.5
+    )
+    assert "synthetic: pass camera_shift (0.5) or spec, not both" in load_error(
+        "synthetic", root, camera_shift=0.5, spec=TINY_SPEC
+    )
+    assert not root.exists()
+    message = load_error("market1501", tmp_path, camera_shift=0.5)
+    assert "dataset market1501 takes no option camera_shift; it takes none" in message
+    assert "takes no option spec; it takes use_val_for_training" in load_error("msmt17", tmp_path, spec=TINY_SPEC)
 
 
 def test_synthetic_refuses_a_folder_of_something_else(tmp_path):

@@ -141,7 +141,7 @@ def test_interrupted_generation_leaves_no_tree(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return np.zeros((SMALL.height, SMALL.width, 3), np.uint8)
 
-    monkeypatch.setattr(synthetic, "render", failing_render)
+    monkeypatch.setattr(synthetic.tree, "render", failing_render)
     with pytest.raises(KeyboardInterrupt):
         synthetic.generate(str(tmp_path / "tree"), SMALL)
     assert os.listdir(tmp_path) == []
@@ -155,7 +155,7 @@ def test_ensure_generates_then_reuses_and_refuses_another_spec(tmp_path, monkeyp
     def must_not_generate(*args):
         raise AssertionError("ensure() regenerated an existing tree")
 
-    monkeypatch.setattr(synthetic, "generate", must_not_generate)
+    monkeypatch.setattr(synthetic.tree, "generate", must_not_generate)
     assert synthetic.ensure(target, SMALL) == target
     assert _read_all(target) == before
     other = dataclasses.replace(SMALL, seed=7)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import types
 from typing import Any
 
@@ -28,8 +29,14 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
     """The dataset `name` found at `root` (its folder or the folder's parent), with records sorted by path.
 
     Options: msmt17 takes `use_val_for_training` (default True: list_train + list_val, as the paper;
-    False: list_train alone, as torchreid); synthetic takes `camera_shift` (of a benchmark it must generate) or a whole `spec` (a SyntheticSpec).
+    False: list_train alone, as torchreid); synthetic takes `camera_shift` (0-1, used if it must generate the
+    benchmark) or `spec` (a SyntheticSpec the tree must have been made from).
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    accepted = list(inspect.signature(_LOADERS[name]).parameters)[1:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = ", ".join(accepted) or "none"
+        raise DatasetError(f"dataset {name} takes no option {', '.join(unknown)}; it takes {takes}")
     return _LOADERS[name](root, **options)

@@ -11,7 +11,7 @@ from acan_tf.data.datasets.market_layout import load_market_layout
 from acan_tf.data.records import ReIDDataset
 
 if TYPE_CHECKING:
-    from acan_tf.data.synthetic import SyntheticSpec
+    from acan_tf.data.synthetic.spec import SyntheticSpec
 
 LAYOUT = """\
 <root>/
@@ -21,23 +21,28 @@ LAYOUT = """\
 `-- bounding_box_test/"""
 
 
-def load(root: str, spec: SyntheticSpec | None = None, camera_shift: float | None = None) -> ReIDDataset:
-    """The synthetic benchmark in `root` itself: the tree found there, or one generated from `spec` or the options.
+def load(root: str, camera_shift: float | None = None, spec: SyntheticSpec | None = None) -> ReIDDataset:
+    """The synthetic benchmark in `root` itself: the tree found there, or one generated on first use.
 
-    Without `spec`, an existing tree is read whatever spec made it, and an absent or empty folder gets the
-    default benchmark with the given `camera_shift`; with `spec`, the tree must have been made from it (or is
-    generated).
+    An existing tree is read as it was made (its spec.json says how), whatever `camera_shift`; an absent or
+    empty folder gets the default benchmark, with `camera_shift` if given. `spec` asks for one exact benchmark
+    instead: it is generated, or the tree found must have been made from it.
     """
     # Imported here so that parsing the real datasets never depends on the generator.
     from acan_tf.data import synthetic
 
+    if camera_shift is not None and spec is not None:
+        raise DatasetError(f"synthetic: pass camera_shift ({camera_shift}) or spec, not both")
+    exact = spec is not None
+    if spec is None:
+        try:
+            spec = synthetic.SyntheticSpec(**({} if camera_shift is None else {"camera_shift": camera_shift}))
+        except ValueError as error:
+            raise DatasetError(f"synthetic: {error}") from error
     root = os.path.abspath(root)
     try:
         document = synthetic.read_spec_document(root) if os.path.isdir(root) else None
-        if spec is not None or document is None:
-            if spec is None:
-                options = {} if camera_shift is None else {"camera_shift": camera_shift}
-                spec = synthetic.SyntheticSpec(**options)
+        if exact or document is None:
             synthetic.ensure(root, spec)
             document = synthetic.read_spec_document(root)
     except (OSError, ValueError) as error:
