@@ -16,5 +16,5 @@ setup(
     packages=find_packages(include=["acan_tf", "acan_tf.*"]),
     python_requires=">=3.10",
     install_requires=[TENSORFLOW, *REQUIREMENTS],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "ruff>=0.6"]},
 )

@@ -12,6 +12,10 @@ from typing import Any
 # The adversarial schemes of the paper (Tables V, VI) and the warm-ups of λ; acan_tf.model.acan implements them.
 SCHEMES = ("none", "grl", "oce", "ace")
 WARMUPS = ("none", "linear", "dann")
+# Cross-camera identities (beyond the paper): none (ACAN as published), association (pseudo-identities linked from
+# features and camera-local ids; acan_tf.training.association), supervised (the true cross-camera identities: the
+# ceiling that intra-camera methods are measured against; it reads cross-camera labels).
+CROSS_CAMERA = ("none", "association", "supervised")
 
 
 class ConfigError(ValueError):
@@ -60,6 +64,19 @@ class Config:
     adv_warmup: str = _field("none", "Warm-up of lambda: none (paper), linear over --adv_warmup_epochs, or dann.", WARMUPS)
     adv_warmup_epochs: int = _field(0, "Epochs of the linear lambda warm-up.")
     margin: float = _field(0.3, "Triplet margin m (paper: 0.3).")
+    # Cross-camera association (beyond the paper; acan_tf.training.association).
+    cross_camera: str = _field(
+        "none",
+        "Cross-camera identities: none (ACAN as published), association (pseudo-identities linked across cameras from "
+        "F's features and camera-local ids only) or supervised (the TRUE cross-camera ids: an upper bound that uses "
+        "cross-camera labels).",
+        CROSS_CAMERA,
+    )
+    association_first_epoch: int = _field(2, "First epoch (1-based) trained with pseudo-identities; the association runs before it.")
+    association_every: int = _field(1, "Associate again every N epochs after the first round.")
+    association_threshold: float = _field(0.3, "Cosine similarity (of per-camera centred proxies) a link needs, in [-1, 1].")
+    association_centering: bool = _field(True, "Subtract each camera's mean proxy before linking (removes camera bias).")
+    association_weight: float = _field(1.0, "Weight of the cross-camera triplet loss over pseudo-identities.")
     # Optimisation (SGD with momentum, step decay).
     epochs: int = _field(12, "Training epochs (paper: 300).")
     steps_per_epoch: int = _field(100, "Steps per epoch; 0: training items / (P*K).")
@@ -146,6 +163,12 @@ def _check(config: Config) -> None:
     require(config.adv_warmup != "linear" or config.adv_warmup_epochs >= 1, "adv_warmup_epochs",
             "an integer >= 1 with --adv_warmup=linear")
     require(config.margin > 0.0, "margin", "a number > 0")
+    require(-1.0 <= config.association_threshold <= 1.0, "association_threshold", "a cosine similarity in [-1, 1]")
+    require(config.association_first_epoch >= 1, "association_first_epoch", "an epoch number >= 1")
+    require(config.cross_camera != "association" or config.association_first_epoch <= config.epochs,
+            "association_first_epoch", f"an epoch in 1..--epochs={config.epochs} with --cross_camera=association")
+    require(config.association_every >= 1, "association_every", "an integer >= 1")
+    require(config.association_weight >= 0.0, "association_weight", "a number >= 0")
     require(config.epochs >= 1, "epochs", "an integer >= 1")
     require(config.steps_per_epoch >= 0, "steps_per_epoch", "an integer >= 0 (0: derived from the dataset)")
     require(config.lr_pretrained > 0.0, "lr_pretrained", "a number > 0")

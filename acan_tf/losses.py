@@ -1,4 +1,5 @@
-"""The paper's losses, each in one place: Eq. 11-12 (triplet), Eq. 1 (camera CE), Eq. 9 (OCE), Eq. 4 (ACE).
+"""The paper's losses, each in one place: Eq. 11-12 (triplet), Eq. 1 (camera CE), Eq. 9 (OCE), Eq. 4 (ACE), and the
+cross-camera triplet loss of the association stage (beyond the paper).
 
 Every function returns the mean over the examples it is given (a scalar); scaling for a global batch
 under `tf.distribute` is the caller's job (see `acan_tf.model.acan`).
@@ -51,6 +52,11 @@ def batch_hard_triplet_loss(
 
     has_negative = tf.cast(tf.reduce_any(negative, axis=1), per_anchor.dtype)
     return tf.reduce_sum(per_anchor * has_negative) / tf.maximum(tf.reduce_sum(has_negative), 1.0)
+
+
+def cross_camera_triplet_loss(embeddings: tf.Tensor, pseudo_ids: tf.Tensor, margin: float = 0.3) -> tf.Tensor:
+    """Batch-hard triplet loss over cross-camera pseudo-identities, without the camera restriction of Eq. 11-12."""
+    return batch_hard_triplet_loss(embeddings, pseudo_ids, None, margin)
 
 
 def camera_cross_entropy(logits: tf.Tensor, camids: tf.Tensor) -> tf.Tensor:

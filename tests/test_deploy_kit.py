@@ -17,7 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from acan_tf.data.pipeline import decode_image
 from acan_tf.deploy.exporter import export_run
-from run_fixtures import HEIGHT, WIDTH, make_run
+from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
 KIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export")
 sys.path.insert(0, KIT)

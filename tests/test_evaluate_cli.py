@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import tiny_runs
 from acan_tf.config import Config
 from acan_tf.data import DatasetError, load_dataset
 from acan_tf.data.pipeline import inference_dataset
@@ -25,10 +26,9 @@ from acan_tf.training.trainer import run
 from tests.fixture_trees import write_market_tree, write_mars_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEIGHT, WIDTH = 32, 16
-TINY = dict(dataset="synthetic", backbone="tiny", image_height=HEIGHT, image_width=WIDTH, num_identities=4,
-            num_instances=2, camera_batch_size=6, epochs=2, steps_per_epoch=2, eval_every=1, eval_batch_size=64,
-            lr_decay_epochs=(), analyses=False)
+HEIGHT, WIDTH = tiny_runs.TINY["image_height"], tiny_runs.TINY["image_width"]
+# The shared tiny run, evaluated after each of its two 2-step epochs (two evaluations in report.json).
+TINY = {**tiny_runs.TINY, "steps_per_epoch": 2, "eval_every": 1, "lr_decay_epochs": ()}
 
 
 def run_cli(*args):
@@ -37,12 +37,10 @@ def run_cli(*args):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished tiny run on a tiny synthetic tree (two evaluations in report.json): (run_dir, report)."""
-    spec = SyntheticSpec(num_cameras=3, num_train_ids=12, num_test_ids=6, max_cameras_per_id=3, height=32, width=16)
-    tree = generate(str(tmp_path_factory.mktemp("synthetic") / "tree"), spec)
+def trained(tiny_tree, tmp_path_factory):
+    """A finished tiny run on the tiny synthetic tree (two evaluations in report.json): (run_dir, report)."""
     run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    return run_dir, run(Config(**TINY, data_root=tree, scheme="oce", output_dir=run_dir))
+    return run_dir, run(Config(**TINY, data_root=tiny_tree, scheme="oce", output_dir=run_dir))
 
 
 @pytest.fixture(scope="module")

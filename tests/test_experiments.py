@@ -8,21 +8,15 @@ import sys
 import numpy as np
 import pytest
 
+from tests import tiny_runs
 from acan_tf.config import Config
 from acan_tf.data.synthetic import SyntheticSpec, generate
 from acan_tf.experiments import EXPERIMENTS, ExperimentError, markdown, run_experiment, summarize_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(dataset="synthetic", backbone="tiny", image_height=32, image_width=16, num_identities=4, num_instances=2,
-            camera_batch_size=6, epochs=1, steps_per_epoch=2, eval_every=0, eval_batch_size=64, lr_decay_epochs=(),
-            analyses=False)
+# The shared tiny run, cut to one 2-step epoch.
+TINY = {**tiny_runs.TINY, "epochs": 1, "steps_per_epoch": 2, "lr_decay_epochs": ()}
 TINY_FLAGS = [f"--{key}={value}" for key, value in TINY.items() if key != "lr_decay_epochs"] + ["--lr_decay_epochs="]
-
-
-@pytest.fixture(scope="module")
-def tiny_tree(tmp_path_factory):
-    spec = SyntheticSpec(num_cameras=3, num_train_ids=12, num_test_ids=6, max_cameras_per_id=3, height=32, width=16)
-    return generate(str(tmp_path_factory.mktemp("synthetic") / "tree"), spec)
 
 
 def table_rows(markdown_text: str) -> list[list[str]]:

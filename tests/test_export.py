@@ -16,7 +16,7 @@ from acan_tf.deploy.exporter import ExportError, check_formats, export_run
 from acan_tf.deploy.parity import ParityError
 from acan_tf.deploy.versioning import VersionError, existing_versions, resolve_version
 from acan_tf.training.run_dir import RunDirectoryError
-from run_fixtures import FINAL_METRICS, HEIGHT, WIDTH, make_run
+from tests.run_fixtures import FINAL_METRICS, HEIGHT, WIDTH, make_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from absl import flags
 
+from tests import tiny_runs
 from acan_tf.config import Config, ConfigError
 from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
 from acan_tf.data.pipeline import TrainingBatches
@@ -23,17 +24,8 @@ from acan_tf.training.run_dir import load_run
 from acan_tf.training.trainer import RunError, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(
-    dataset="synthetic", backbone="tiny", image_height=32, image_width=16, num_identities=4, num_instances=2,
-    camera_batch_size=6, epochs=2, steps_per_epoch=2, eval_every=1, eval_batch_size=64, lr_pretrained=0.01,
-    lr_decay_epochs=(1,), analyses=False,
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_tree(tmp_path_factory):
-    spec = SyntheticSpec(num_cameras=3, num_train_ids=12, num_test_ids=6, max_cameras_per_id=3, height=32, width=16)
-    return generate(str(tmp_path_factory.mktemp("synthetic") / "tree"), spec)
+# The shared tiny run, evaluated after each of its two 2-step epochs.
+TINY = {**tiny_runs.TINY, "steps_per_epoch": 2, "eval_every": 1}
 
 
 @pytest.mark.parametrize("scheme", ["none", "grl", "oce", "ace"])

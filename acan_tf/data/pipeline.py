@@ -1,13 +1,16 @@
-"""tf.data input: decode, resize, Re-ID augmentation, and the two per-step streams of ACAN.
+"""tf.data input: decode, resize, Re-ID augmentation, and the per-step streams of ACAN.
 
 Each training step is a pure function of (seed, step): `TrainingBatches.indices(step)` draws the
 P×K triplet batch and the camera-balanced batch with a NumPy RNG seeded by (seed, step), and the
 augmentation of every frame is seeded by (seed, its position in the stream). A resumed run therefore
-sees exactly the batches an uninterrupted one would.
+sees exactly the batches an uninterrupted one would. With cross-camera pseudo-identities (the association
+stage), a third batch of P pseudo-identities × K items is drawn from its own RNG seeded by (seed, step, 1),
+so the first two batches are those of the same run without the stage.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Iterator, Sequence
 
@@ -15,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from acan_tf.data.records import Record, TrackletRecord, frame_paths
-from acan_tf.data.sampling import CameraBatchSampler, TripletBatchSampler, choose_frames
+from acan_tf.data.sampling import CameraBatchSampler, PseudoIdentitySampler, TripletBatchSampler, choose_frames
 
 # Random erasing (Zhong et al., AAAI 2020) with its usual ranges: erased area and aspect ratio.
 _ERASE_AREA = (0.02, 0.4)
@@ -102,28 +105,51 @@ class TrainingBatches:
         self.cameras = CameraBatchSampler(self.camids, camera_batch_size, camera_sampling)
         self.seed = seed
         self.triplet_size = num_identities * num_instances
+        self.pseudo: PseudoIdentitySampler | None = None
+        self.pseudo_ids = np.full(len(records), -1, dtype=np.int32)
+
+    def with_pseudo_ids(self, pseudo_ids: Sequence[int] | None) -> "TrainingBatches":
+        """These batches plus the third batch over `pseudo_ids` (per item, -1: none); None: without it."""
+        batches = copy.copy(self)
+        if pseudo_ids is None:
+            batches.pseudo, batches.pseudo_ids = None, np.full(len(self.camids), -1, dtype=np.int32)
+        else:
+            batches.pseudo_ids = np.asarray(pseudo_ids, dtype=np.int32)
+            batches.pseudo = PseudoIdentitySampler(batches.pseudo_ids, self.camids, self.triplets.num_identities,
+                                                   self.triplets.num_instances)
+        return batches
+
+    @property
+    def pseudo_size(self) -> int:
+        """Items of the pseudo-identity batch in one step (0 without it)."""
+        return self.pseudo.batch_size if self.pseudo else 0
 
     @property
     def items_per_step(self) -> int:
-        """Triplet items plus camera-balanced items in one step."""
-        return self.triplet_size + self.cameras.batch_size
+        """Triplet items plus camera-balanced items (plus pseudo-identity items) in one step."""
+        return self.triplet_size + self.cameras.batch_size + self.pseudo_size
 
     def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(item indices [triplet then camera batch], frame indices [items × T]) of step `step`."""
+        """(item indices [triplet, camera, pseudo-identity batch], frame indices [items × T]) of step `step`."""
         rng = np.random.default_rng((self.seed, step))
-        items = np.concatenate([self.triplets.next(rng), self.cameras.next(rng)])
+        parts = [self.triplets.next(rng), self.cameras.next(rng)]
+        if self.pseudo:
+            parts.append(self.pseudo.next(np.random.default_rng((self.seed, step, 1))))
+        items = np.concatenate(parts)
         if not self.is_video:
             return items, self.first_frame[items]
         frames = [self.first_frame[i] + choose_frames(rng, self.num_frames[i], self.frames_per_item) for i in items]
         return items, np.concatenate(frames)
 
     def frame_stream(self, first_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per step: frame paths, and the camera-local id and camid of each frame's item."""
+        """Per step: frame paths, and the id (camera-local; pseudo-identity in the third batch) and camid per frame."""
         step = first_step
         while True:
             items, frames = self.indices(step)
-            per_frame = np.repeat(items, self.frames_per_item)
-            yield self.paths[frames], self.local_ids[per_frame], self.camids[per_frame]
+            ids = self.local_ids[items]
+            if self.pseudo_size:
+                ids[-self.pseudo_size:] = self.pseudo_ids[items[-self.pseudo_size:]]
+            yield self.paths[frames], np.repeat(ids, self.frames_per_item), np.repeat(self.camids[items], self.frames_per_item)
             step += 1
 
 
@@ -158,14 +184,17 @@ def _split_streams(images: tf.Tensor, ids: tf.Tensor, camids: tf.Tensor, batches
     if batches.is_video:
         images = tf.reshape(images, [-1, t, *images.shape[1:]])
     ids, camids = ids[::t], camids[::t]
-    n = batches.triplet_size
-    return {
+    n, m = batches.triplet_size, batches.triplet_size + batches.cameras.batch_size
+    streams = {
         "triplet_images": images[:n],
         "triplet_ids": ids[:n],
         "triplet_camids": camids[:n],
-        "camera_images": images[n:],
-        "camera_camids": camids[n:],
+        "camera_images": images[n:m],
+        "camera_camids": camids[n:m],
     }
+    if batches.pseudo_size:
+        streams.update(pseudo_images=images[m:], pseudo_ids=ids[m:])
+    return streams
 
 
 def inference_dataset(records: Sequence[Record], image_height: int, image_width: int, batch_size: int) -> tf.data.Dataset:

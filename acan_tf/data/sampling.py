@@ -135,6 +135,48 @@ class CameraBatchSampler:
         return np.stack(per_camera, axis=1).reshape(-1)  # row-major: c0, c1, ..., c0, c1, ...
 
 
+class PseudoIdentitySampler:
+    """Batches of P pseudo-identities × K items drawn across their cameras, for the cross-camera triplet loss.
+
+    `pseudo_ids` gives each training item its cross-camera pseudo-identity (-1: none). The P identities are drawn
+    uniformly (with replacement only if there are fewer than P); each one's K items visit its cameras in turn, in
+    a random order, so that a batch holds positives from other cameras; an item is drawn at random inside its
+    camera, with replacement when the camera has fewer items than it is visited.
+    """
+
+    def __init__(self, pseudo_ids: Sequence[int], camids: Sequence[int], num_identities: int, num_instances: int):
+        pseudo_ids, camids = np.asarray(pseudo_ids), np.asarray(camids)
+        if len(pseudo_ids) != len(camids):
+            raise SamplingError(f"{len(pseudo_ids)} pseudo-identities for {len(camids)} training items")
+        self.num_identities, self.num_instances = num_identities, num_instances
+        self.identities = np.unique(pseudo_ids[pseudo_ids >= 0])
+        if len(self.identities) < 2:
+            raise SamplingError(f"{len(self.identities)} cross-camera pseudo-identities: a triplet needs at least 2")
+        self.groups = [
+            [np.flatnonzero((pseudo_ids == identity) & (camids == camid)) for camid in np.unique(camids[pseudo_ids == identity])]
+            for identity in self.identities
+        ]
+
+    @property
+    def batch_size(self) -> int:
+        """Items per batch: P·K."""
+        return self.num_identities * self.num_instances
+
+    def next(self, rng: np.random.Generator) -> np.ndarray:
+        """The item indices of the next batch, [P*K], grouped identity by identity."""
+        replace = len(self.identities) < self.num_identities
+        chosen = rng.choice(len(self.identities), size=self.num_identities, replace=replace)
+        batch = []
+        for identity in chosen:
+            cameras = self.groups[identity]
+            order = rng.permutation(len(cameras))
+            visits = np.bincount(order[np.arange(self.num_instances) % len(cameras)], minlength=len(cameras))
+            for items, count in zip(cameras, visits):
+                if count:
+                    batch.append(rng.choice(items, count, replace=len(items) < count))
+        return np.concatenate(batch)
+
+
 def choose_frames(rng: np.random.Generator, num_frames: int, frames_per_tracklet: int) -> np.ndarray:
     """T frame positions of a tracklet: distinct and in order when it is long enough, else with replacement."""
     if num_frames >= frames_per_tracklet:

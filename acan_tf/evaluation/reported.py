@@ -24,6 +24,7 @@ class Metric:
 
 RANKING = "Re-ID (Market-1501 protocol)"
 ALIGNMENT = "Camera alignment"
+ASSOCIATION = "Cross-camera association (last round, measured against the true ids)"
 METRICS = (
     Metric("mAP", "mAP", True, RANKING),
     Metric("rank1", "rank-1", True, RANKING),
@@ -33,6 +34,8 @@ METRICS = (
     Metric("mINP", "mINP", True, RANKING),
     Metric("discrepancy", "inter-camera discrepancy (Table VII)", False, ALIGNMENT),
     Metric("d_test_accuracy", "D camera accuracy on test features", True, ALIGNMENT),
+    Metric("association_precision", "pairwise precision of the links", True, ASSOCIATION),
+    Metric("association_recall", "pairwise recall of the links", True, ASSOCIATION),
 )
 SCALARS = tuple(metric.key for metric in METRICS)
 # Kept with every evaluation besides the scalars: the epoch it was made at and the queries it counted.

@@ -28,7 +28,8 @@ class ACAN(keras.Model):
 
     A training batch is a dict: `triplet_images`, `triplet_ids` (camera-local ids), `triplet_camids`
     (a P×K batch from one camera) and `camera_images`, `camera_camids` (⌊B/C⌋ images of every
-    camera). Images are [N, H, W, 3] or tracklets [N, T, H, W, 3] in raw [0, 255] pixels.
+    camera); with the association stage also `pseudo_images`, `pseudo_ids` (P cross-camera
+    pseudo-identities × K). Images are [N, H, W, 3] or tracklets [N, T, H, W, 3] in raw [0, 255] pixels.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class ACAN(keras.Model):
         warmup: str = "none",
         warmup_steps: int = 0,
         total_steps: int = 1,
+        pseudo_weight: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -55,7 +57,10 @@ class ACAN(keras.Model):
         self.warmup = warmup
         self.warmup_steps = int(warmup_steps)
         self.total_steps = int(total_steps)
+        # The weight of the cross-camera triplet loss; None: no association stage (and no pseudo_loss log).
+        self.pseudo_weight = pseudo_weight
         names = ("loss", "triplet_loss", "d_loss", "adv_loss", "d_accuracy", "adv_weight")
+        names += () if pseudo_weight is None else ("pseudo_loss",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True  # F and D are built functional models; nothing is left to infer from data
 
@@ -98,18 +103,28 @@ class ACAN(keras.Model):
         replica_scale = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
         adv_weight = self.current_adv_weight()
 
+        pseudo_images = data.get("pseudo_images")
+        batches = [triplet_images, camera_images] + ([] if pseudo_images is None else [pseudo_images])
         with tf.GradientTape() as f_tape:
-            # One forward pass of F over both batches, split afterwards.
-            features = self.embed(tf.concat([triplet_images, camera_images], axis=0), training=True)
-            triplet_features, camera_features = features[:num_triplet], features[num_triplet:]
+            # One forward pass of F over all batches, split afterwards.
+            features = self.embed(tf.concat(batches, axis=0), training=True)
+            num_camera = tf.shape(camera_images)[0]
+            triplet_features = features[:num_triplet]
+            camera_features = features[num_triplet:num_triplet + num_camera]
             triplet_loss = losses.batch_hard_triplet_loss(
                 triplet_features, data["triplet_ids"], data["triplet_camids"], self.margin
             )
+            pseudo_loss, f_pseudo_term = tf.constant(0.0), tf.constant(0.0)
+            if pseudo_images is not None:  # the association stage: positives across cameras
+                pseudo_loss = losses.cross_camera_triplet_loss(
+                    features[num_triplet + num_camera:], data["pseudo_ids"], self.margin
+                )
+                f_pseudo_term = self.pseudo_weight * pseudo_loss
             with f_tape.stop_recording():
                 d_loss, d_accuracy = self._discriminator_step(camera_features, camera_camids, replica_scale)
             # F's step sees the D just updated, as in a GAN's alternating updates (Eq. 14, 15).
             adv_loss, f_adv_term = self._adversarial_term(camera_features, camera_camids, adv_weight)
-            loss = triplet_loss + f_adv_term  # Eq. 13
+            loss = triplet_loss + f_adv_term + f_pseudo_term  # Eq. 13, plus the association stage's term
             scaled_loss = self.f_optimizer.scale_loss(loss * replica_scale)
         variables = self.encoder.trainable_variables
         self.f_optimizer.apply(f_tape.gradient(scaled_loss, variables), variables)
@@ -121,9 +136,10 @@ class ACAN(keras.Model):
             "adv_loss": adv_loss,
             "d_accuracy": d_accuracy,
             "adv_weight": adv_weight,
+            "pseudo_loss": pseudo_loss,
         }
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def _discriminator_step(

@@ -69,8 +69,8 @@ class LastCheckpoint(keras.callbacks.Callback):
 class TrainingCheckpoint(keras.callbacks.Callback):
     """Saves the full training state for --resume every `every` steps and after every epoch; records the epoch logs.
 
-    `records` returns what else the run must carry over (its evaluations and best mAP); a resumed run passes the
-    epoch logs saved before it stopped. `saved_step` is the step of the last state saved.
+    `records` returns what else the run must carry over (its evaluations, best mAP and cross-camera stage); a resumed
+    run passes the epoch logs saved before it stopped. `saved_step` is the step of the last state saved.
     """
 
     def __init__(self, state: TrainingState, run_dir: str, every: int, records: Callable[[], Mapping[str, Any]],
@@ -99,7 +99,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     def _save(self, step: int) -> None:
         records = self.records()
-        progress = Progress(step, self.epoch_logs, records.get("evaluations", []), records.get("best_map", -1.0))
+        progress = Progress(step, self.epoch_logs, records.get("evaluations", []), records.get("best_map", -1.0),
+                            records.get("cross_camera"))
         self.state.save(self.run_dir, progress)
         self.saved_step = step
 

@@ -14,6 +14,7 @@ import json
 import os
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -54,6 +55,21 @@ def check_tf_config(value: str | None) -> None:
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run directory (always, except on the non-chief workers of a multi-worker run)."""
     return strategy.extended.should_checkpoint
+
+
+def broadcast_from_chief(strategy: tf.distribute.Strategy, values: np.ndarray) -> np.ndarray:
+    """The chief's `values` on every worker of a multi-worker run (one all-reduce); `values` itself otherwise."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return values  # every replica lives in this process
+    chief = is_chief(strategy)
+
+    def contribution(context: tf.distribute.ValueContext) -> tf.Tensor:
+        first = chief and context.replica_id_in_sync_group == 0
+        return tf.constant(values if first else np.zeros_like(values), dtype=tf.float64)
+
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                            strategy.experimental_distribute_values_from_function(contribution), axis=None)
+    return np.rint(total.numpy()).astype(values.dtype)
 
 
 def check_replica_split(num_identities: int, images_per_camera: int, num_cameras: int, num_replicas: int) -> None:

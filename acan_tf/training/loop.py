@@ -80,12 +80,15 @@ def fit(
     initial_step: int = 0,
     jit_compile: bool = False,
     verbose: int = 1,
+    before_epoch: Callable[[int, int], tf.distribute.DistributedDataset | None] | None = None,
 ) -> None:
     """Trains from step `initial_step` (0-based, possibly mid-epoch) to `epochs * steps_per_epoch`.
 
-    `batches` must start at `initial_step`. The model's metrics are reset at the start of each epoch, except the
-    epoch being resumed, whose metrics the caller has restored. Raises NonFiniteError before the callbacks see a
-    step whose losses or weights are not finite, so no checkpoint holds them.
+    `batches` must start at `initial_step`. `before_epoch(epoch, step)`, if given, runs before each epoch's first
+    batch (step: the 0-based step that batch is) and may return a new stream starting at that step, which
+    replaces `batches` (the association stage's new pseudo-identities). The model's metrics are reset at the start
+    of each epoch, except the epoch being resumed, whose metrics the caller has restored. Raises NonFiniteError
+    before the callbacks see a step whose losses or weights are not finite, so no checkpoint holds them.
     """
     step_function = make_step_function(model, strategy, jit_compile)
     iterator = iter(batches)
@@ -96,6 +99,9 @@ def fit(
     callback_list.on_train_begin()
     for epoch in range(first_epoch, epochs):
         start = first_batch if epoch == first_epoch else 0
+        if before_epoch is not None:
+            replaced = before_epoch(epoch, epoch * steps_per_epoch + start)
+            iterator = iterator if replaced is None else iter(replaced)
         if start == 0:
             for metric in model.metrics:
                 metric.reset_state()

@@ -1,14 +1,24 @@
-"""The run directory: the one place that names a run's files, reads them and writes them.
+"""The run directory (`--output_dir`): the one place that names a run's files, reads them and writes them.
 
-    <run>/config.json                  every setting of the run (acan_tf.config.Config)
-    <run>/run.json                     what the model is rebuilt from: D's camera classes, steps per epoch, versions
-    <run>/dataset.txt                  the dataset summary printed at the start
-    <run>/report.json                  config, versions, per-epoch history, evaluations and final metrics (last written)
-    <run>/checkpoints/last.weights.h5  F and D after the last epoch; best.weights.h5: at the best evaluation's mAP
-    <run>/checkpoints/state/           the full training state --resume continues from (acan_tf.training.state)
-    <run>/logs/                        TensorBoard: train/, validation/, analysis/ (figures and projector)
-    <run>/plots/                       the analysis figures as PNG files
-    <run>/.lock                        held by the process training the run (acan_tf.training.run_lock)
+    runs/acan/
+      config.json          every setting (a frozen Config; also what export and evaluation rebuild from)
+      run.json             training cameras (dataset camid -> D's class), steps per epoch, versions
+      dataset.txt          the dataset summary printed at start
+      checkpoints/
+        last.weights.h5    F and D after every epoch, written to a temporary file and renamed (never half-written)
+        best.weights.h5    the evaluation with the best mAP so far
+        state/             the full training state --resume continues from (acan_tf.training.state: model, both
+                           optimizers, step, evaluations so far; progress.json names the checkpoint to load),
+                           saved every half epoch by default (--checkpoint_every_steps)
+      logs/                TensorBoard: train/ (losses per step and epoch), validation/ (evaluation metrics),
+                           analysis/ (the figures below as images, and the embedding projector), association/
+                           (each association round's precision, recall and components)
+      report.json          config, versions, per-epoch training metrics, every evaluation, final metrics
+                           (mAP, CMC, mINP, inter-camera discrepancy, D's test accuracy and camera confusion)
+      plots/               written after report.json from the final evaluation (--noanalyses skips it):
+                           camera_confusion.png (Fig. 8), tsne.png (Figs. 1, 7), cmc.png, ranked_list.png,
+                           convergence.png (Fig. 6; with two or more evaluations)
+      .lock                held by the process training the run, with its pid and host
 
 The figures of an exported model's evaluation go into a folder laid out the same way (plots/, logs/analysis/).
 """
@@ -82,6 +92,11 @@ class RunDir:
     def analysis_logdir(self) -> str:
         """TensorBoard folder of the analysis figures and the projector."""
         return os.path.join(self.logs_dir, "analysis")
+
+    @property
+    def association_logdir(self) -> str:
+        """TensorBoard folder of the association rounds' figures."""
+        return os.path.join(self.logs_dir, "association")
 
     @property
     def plots_dir(self) -> str:

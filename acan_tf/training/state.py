@@ -38,12 +38,14 @@ class CheckpointError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    """What a run had done at a saved step: steps completed, one log dict per completed epoch, its evaluations."""
+    """What a run had done at a saved step: steps completed, one log dict per completed epoch, its evaluations, and
+    the cross-camera stage's pseudo-identities and rounds (acan_tf.training.cross_camera), if it has one."""
 
     step: int
     epoch_logs: list[dict[str, float]]
     evaluations: list[dict[str, Any]]
     best_map: float
+    cross_camera: dict[str, Any] | None = None
 
 
 def read_progress(run_dir: str) -> dict[str, Any] | None:
@@ -98,6 +100,7 @@ class TrainingState:
             write_json(files.progress_file, {
                 "step": progress.step, "checkpoint": name, "kept": kept, "epoch_logs": progress.epoch_logs,
                 "evaluations": progress.evaluations, "best_map": progress.best_map, "metrics": metrics,
+                "cross_camera": progress.cross_camera,
             })
         except (OSError, tf.errors.OpError) as error:
             intact = f"the state of step {previous['step']} is intact" if previous else "no state had been saved yet"
@@ -121,7 +124,8 @@ class TrainingState:
         for metric in self.acan.metrics:
             for variable, value in zip(metric.variables, document["metrics"].get(metric.name, ())):
                 variable.assign(value)
-        return Progress(document["step"], document["epoch_logs"], document["evaluations"], float(document["best_map"]))
+        return Progress(document["step"], document["epoch_logs"], document["evaluations"], float(document["best_map"]),
+                        document.get("cross_camera"))
 
 
 def _reason(error: Exception) -> str:

@@ -24,15 +24,15 @@ from acan_tf.data.pipeline import Augmentation, TrainingBatches, find_unreadable
 from acan_tf.data.records import ReIDDataset, camera_name
 from acan_tf.data.sampling import SamplingError, TrainingSet, training_set
 from acan_tf.data.summary import summarize
-from acan_tf.data.synthetic import SpecMismatchError
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.backbones import BackboneError
 from acan_tf.model.builder import build_acan
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
-from acan_tf.training.distribution import (DistributionError, build_strategy, check_replica_split,
-                                           distribute_batches, is_chief)
+from acan_tf.training.cross_camera import CrossCameraStage, CrossCameraState, describe_stages, is_round_epoch
+from acan_tf.training.distribution import (DistributionError, broadcast_from_chief, build_strategy,
+                                           check_replica_split, distribute_batches, is_chief)
 from acan_tf.training.loop import NonFiniteError, fit, use_jit_compile
 from acan_tf.training.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.state import CheckpointError, TrainingState, read_progress, weights_digest
@@ -44,8 +44,8 @@ class RunError(RuntimeError):
 
 
 # Errors caused by the user's input: the commands report them as one line, without a traceback.
-USER_ERRORS = (ConfigError, DatasetError, SamplingError, BackboneError, SpecMismatchError, DistributionError,
-               CheckpointError, RunDirectoryError, RunError)
+USER_ERRORS = (ConfigError, DatasetError, SamplingError, BackboneError, DistributionError, CheckpointError,
+               RunDirectoryError, RunError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,24 +166,40 @@ def run(config: Config) -> dict:
             keep_features=final and config.analyses,
         )
 
+    stage = CrossCameraStage(config, train, CrossCameraState.from_json(progress.cross_camera if progress else None),
+                             write_dir.association_logdir if chief else None,
+                             lambda ids: broadcast_from_chief(strategy, ids))
+    augmentation = Augmentation(config.flip, config.pad, config.random_erasing)
+
+    def stream(step: int) -> tf.distribute.DistributedDataset:
+        """The training batches from `step` on, with the pseudo-identities in force."""
+        current = batches.with_pseudo_ids(stage.state.pseudo_ids)
+        return distribute_batches(
+            strategy, lambda: training_dataset(current, config.image_height, config.image_width, augmentation, step)
+        )
+
+    def before_epoch(epoch: int, step: int) -> tf.distribute.DistributedDataset | None:
+        """Runs the association round due before `epoch`; a resumed epoch keeps the saved pseudo-identities."""
+        if step % steps_per_epoch or not is_round_epoch(config, epoch):
+            return None
+        stage.associate(acan.encoder, epoch, step)
+        return stream(step)
+
     evaluation = PeriodicEvaluation(evaluate, config.eval_every, config.epochs, write_dir.checkpoint("best"),
                                     progress.evaluations if progress else None, progress.best_map if progress else -1.0)
     checkpoint = TrainingCheckpoint(
         state, write_dir.path, config.checkpoint_every_steps or math.ceil(steps_per_epoch / 2),
-        lambda: {"evaluations": evaluation.evaluations, "best_map": evaluation.best_map} if chief else {},
+        lambda: {"evaluations": evaluation.evaluations, "best_map": evaluation.best_map,
+                 "cross_camera": stage.state.to_json()},
         progress.epoch_logs if progress else None, initial_step,
     )
     callbacks = [LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
     if chief:
         logs = TrainingLogs(write_dir.logs_dir, max(1, steps_per_epoch // 10), {"F": acan.f_optimizer, "D": acan.d_optimizer})
         callbacks = [evaluation, *callbacks, logs]  # evaluation first: the others record its val_* logs
-    augmentation = Augmentation(config.flip, config.pad, config.random_erasing)
-    stream = distribute_batches(
-        strategy, lambda: training_dataset(batches, config.image_height, config.image_width, augmentation, initial_step)
-    )
     try:
-        fit(acan, strategy, stream, callbacks, config.epochs, steps_per_epoch, initial_step,
-            use_jit_compile(config.jit_compile), verbose=1 if chief else 0)
+        fit(acan, strategy, stream(initial_step), callbacks, config.epochs, steps_per_epoch, initial_step,
+            use_jit_compile(config.jit_compile), verbose=1 if chief else 0, before_epoch=before_epoch)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
         bad = find_unreadable(batches.paths.tolist())
         if not bad:
@@ -207,6 +223,8 @@ def run(config: Config) -> dict:
 
     report = {
         "config": config.to_json(),
+        "stages": describe_stages(config),
+        "uses_cross_camera_labels": config.cross_camera == "supervised",
         "versions": package_versions(),
         "steps_per_epoch": steps_per_epoch,
         "history": _history(checkpoint.epoch_logs),
@@ -225,7 +243,8 @@ def run(config: Config) -> dict:
             "dropped_cameras": {str(k): v for k, v in train.dropped.items()},
         },
         "evaluations": [reported.scalars(e) for e in evaluation.evaluations],
-        "final": reported.summary(evaluation.evaluations[-1]),
+        "final": reported.summary({**evaluation.evaluations[-1], **_last_round(stage.state)}),
+        "association": list(stage.state.rounds),
     })
     folder.write_report(report)
     if config.analyses and evaluation.final_features:  # after report.json, the run's result, is safe
@@ -233,6 +252,14 @@ def run(config: Config) -> dict:
                        data.dataset.query, data.dataset.gallery, report["evaluations"],
                        camera_names(train.camera_classes), config.epochs)
     return report
+
+
+def _last_round(state: CrossCameraState) -> dict:
+    """The reported figures of the last association round, if there was one."""
+    if not state.rounds:
+        return {}
+    last = state.rounds[-1]
+    return {"association_precision": last["pair_precision"], "association_recall": last["pair_recall"]}
 
 
 def _run_info(data: TrainingData, steps_per_epoch: int) -> dict:
