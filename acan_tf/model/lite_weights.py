@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import os
+import warnings
 
 import keras
 
@@ -79,8 +80,11 @@ def ensure_imagenet_weights(path: str) -> None:
 def load_keras_weights(model: keras.Model, path: str) -> None:
     """Loads a Keras Lite0 weights file into `model`, naming the file when it does not fit."""
     try:
-        model.load_weights(path)
-    except (ValueError, OSError, KeyError) as error:
+        with warnings.catch_warnings():
+            # Keras only warns about parts of the file or model it skips; a partial load is a wrong file here.
+            warnings.simplefilter("error")
+            model.load_weights(path)
+    except (ValueError, OSError, KeyError, Warning) as error:
         raise LiteWeightsError(f"{path}: not Keras weights of efficientnet_lite0 for this model ({error})") from error
 
 
