@@ -9,13 +9,19 @@ from typing import Callable
 import keras
 import numpy as np
 
+from acan_tf.model import lite_weights
+from acan_tf.model.efficientnet_lite import WeightsMismatchError, build_efficientnet_lite0
+from acan_tf.model.torch_checkpoint import CheckpointError
+
 # Input normalisation styles, applied inside the encoder so that callers (and exports) feed raw RGB pixels.
 # "caffe": BGR with the ImageNet mean removed (Keras ResNet-50 weights); "tf": scaled to [-1, 1]
-# (Keras MobileNetV3 weights); "imagenet": RGB standardised by the ImageNet mean and std.
+# (Keras MobileNetV3 weights); "imagenet": RGB standardised by the ImageNet mean and std; "lite": EfficientNet-Lite's
+# (x - 127) / 128, which the stem's batch-norm statistics of the shipped Lite0 weights match.
 NORMALISATIONS = {
     "caffe": dict(mean=(123.68, 116.779, 103.939), std=(1.0, 1.0, 1.0), bgr=True),
     "tf": dict(mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), bgr=False),
     "imagenet": dict(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375), bgr=False),
+    "lite": dict(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), bgr=False),
 }
 
 
@@ -30,6 +36,7 @@ class BackboneSpec:
     build: Callable[[tuple[int, int, int], str | None], keras.Model]
     normalisation: str
     imagenet_file: str | None  # the Keras cache file name of the include_top=False weights
+    prepare_imagenet: Callable[[str], None] | None = None  # creates or checks that cache file before it is used
 
 
 def _resnet50(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
@@ -40,6 +47,23 @@ def _mobilenet_v3(input_shape: tuple[int, int, int], weights: str | None) -> ker
     return keras.applications.MobileNetV3Small(
         include_top=False, weights=weights, input_shape=input_shape, include_preprocessing=False
     )
+
+
+def _efficientnet_lite0(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    model = build_efficientnet_lite0(input_shape)
+    if weights is not None:
+        try:
+            lite_weights.load_keras_weights(model, weights)
+        except lite_weights.LiteWeightsError as error:
+            raise BackboneError(f"--backbone_weights: {error}") from error
+    return model
+
+
+def _prepare_lite0(path: str) -> None:
+    try:
+        lite_weights.ensure_imagenet_weights(path)
+    except (lite_weights.LiteWeightsError, CheckpointError, WeightsMismatchError) as error:
+        raise BackboneError(f"--backbone=efficientnet_lite0 --backbone_weights=imagenet: {error}") from error
 
 
 def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
@@ -64,6 +88,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         _mobilenet_v3, "tf", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
     ),
     "tiny": BackboneSpec(_tiny, "imagenet", None),
+    "efficientnet_lite0": BackboneSpec(_efficientnet_lite0, "lite", lite_weights.KERAS_FILE, _prepare_lite0),
 }
 
 
@@ -81,6 +106,8 @@ def resolve_weights(name: str, weights: str) -> str | None:
         if spec.imagenet_file is None:
             raise BackboneError(f"--backbone={name} has no ImageNet weights; use --backbone_weights=none")
         path = os.path.join(keras_cache_dir(), spec.imagenet_file)
+        if spec.prepare_imagenet is not None:
+            spec.prepare_imagenet(path)
         if not os.path.isfile(path):
             raise BackboneError(
                 f"--backbone_weights=imagenet: {path} not found and this machine may be offline. "
