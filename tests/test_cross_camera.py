@@ -1,0 +1,176 @@
+"""The cross-camera stage: the pseudo-identity sampler and third batch, its loss in ACAN.train_step, association
+rounds from features and camera-local ids only, the supervised ceiling, and the intra-camera guarantee."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from acan_tf import losses
+from acan_tf.config import Config, ConfigError
+from acan_tf.data.pipeline import Augmentation, TrainingBatches, training_dataset
+from acan_tf.data.records import ImageRecord
+from acan_tf.data.sampling import PseudoIdentitySampler, SamplingError, training_set
+from acan_tf.model.acan import ACAN
+from acan_tf.model.discriminator import build_discriminator
+from acan_tf.training.cross_camera import (CrossCameraStage, CrossCameraState, association_round, describe_stages,
+                                           is_round_epoch, supervised_ids)
+from tests.test_losses import numpy_batch_hard
+
+NO_AUGMENTATION = Augmentation(flip=False, pad=0, random_erasing=0.0)
+NUM_CAMERAS, NUM_PEOPLE = 3, 6
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    """Every person seen by every camera, twice, with a colour of their own and a cast per camera."""
+    folder = tmp_path_factory.mktemp("people")
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(40, 215, (NUM_PEOPLE, 3))
+    records = []
+    for camid in range(NUM_CAMERAS):
+        for pid in range(NUM_PEOPLE):
+            for k in range(2):
+                pixels = np.clip(colours[pid] + 10 * camid + rng.normal(0, 3, (16, 8, 3)), 0, 255).astype(np.uint8)
+                path = folder / f"{pid:04d}_c{camid + 1}_{k}.png"
+                Image.fromarray(pixels).save(path)
+                records.append(ImageRecord(str(path), pid, camid))
+    return records
+
+
+def mean_colour(frames: tf.Tensor) -> tf.Tensor:
+    """A fixed 'F': the mean colour, minus grey so that directions differ."""
+    return tf.reduce_mean(frames, axis=[1, 2]) - 127.5
+
+
+def config(**overrides) -> Config:
+    return Config(image_height=16, image_width=8, eval_batch_size=8, num_identities=4, num_instances=2,
+                  epochs=3, cross_camera="association", association_threshold=0.0, **overrides)
+
+
+def test_pseudo_sampler_draws_p_identities_by_k_items_across_cameras():
+    pseudo = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, -1, -1])
+    camids = np.array([0, 0, 1, 1, 0, 1, 2, 2, 1, 2, 0, 1])
+    sampler = PseudoIdentitySampler(pseudo, camids, num_identities=3, num_instances=4)
+    for seed in range(5):
+        batch = sampler.next(np.random.default_rng(seed))
+        assert batch.shape == (12,)
+        groups = pseudo[batch].reshape(3, 4)
+        assert (groups == groups[:, :1]).all(), "identity by identity, K items each"
+        assert sorted(groups[:, 0]) == [0, 1, 2]
+        for row in batch.reshape(3, 4):
+            assert len(set(camids[row])) >= 2, "positives come from other cameras"
+    with pytest.raises(SamplingError, match="1 cross-camera pseudo-identities"):
+        PseudoIdentitySampler(np.array([0, 0, -1]), np.array([0, 1, 1]), 2, 2)
+
+
+def test_third_batch_leaves_the_first_two_unchanged(people):
+    train = training_set(people, min_ids=4)
+    batches = TrainingBatches(train.records, train.local_ids, train.classes, 4, 2, 6, 1, seed=3)
+    with_pseudo = batches.with_pseudo_ids(supervised_ids(train))
+    plain = list(training_dataset(batches, 16, 8, NO_AUGMENTATION).take(2))
+    third = list(training_dataset(with_pseudo, 16, 8, NO_AUGMENTATION).take(2))
+    for a, b in zip(plain, third):
+        for key in a:
+            np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+        assert b["pseudo_images"].shape == (8, 16, 8, 3)
+        ids = b["pseudo_ids"].numpy().reshape(4, 2)
+        assert (ids == ids[:, :1]).all() and len(set(ids[:, 0])) == 4
+    assert "pseudo_images" not in list(training_dataset(with_pseudo.with_pseudo_ids(None), 16, 8, NO_AUGMENTATION).take(1))[0]
+
+
+def test_train_step_adds_the_weighted_cross_camera_triplet_loss():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((4, 2, 3))
+    encoder = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs / 255.0)))
+    rng = np.random.default_rng(0)
+    data = {
+        "triplet_images": rng.uniform(0, 255, (4, 4, 2, 3)).astype(np.float32),
+        "triplet_ids": np.array([0, 0, 1, 1], np.int32), "triplet_camids": np.zeros(4, np.int32),
+        "camera_images": rng.uniform(0, 255, (2, 4, 2, 3)).astype(np.float32),
+        "camera_camids": np.array([0, 1], np.int32),
+        "pseudo_images": rng.uniform(0, 255, (6, 4, 2, 3)).astype(np.float32),
+        "pseudo_ids": np.array([5, 5, 8, 8, 9, 9], np.int32),
+    }
+    acan = ACAN(encoder, build_discriminator(5, 2, width=3), scheme="none", pseudo_weight=0.5)
+    acan.compile(f_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0))
+    pseudo_features = encoder(data["pseudo_images"]).numpy()
+    triplet_features = encoder(data["triplet_images"]).numpy()
+    logs = {name: float(value) for name, value in acan.train_step(data).items()}
+    expected_pseudo = numpy_batch_hard(pseudo_features, data["pseudo_ids"], np.zeros(6), 0.3)
+    expected_triplet = numpy_batch_hard(triplet_features, data["triplet_ids"], data["triplet_camids"], 0.3)
+    assert logs["pseudo_loss"] == pytest.approx(expected_pseudo, rel=1e-5)
+    assert logs["loss"] == pytest.approx(expected_triplet + 0.5 * expected_pseudo, rel=1e-5)
+    no_stage = ACAN(encoder, build_discriminator(5, 2, width=3), scheme="none")
+    assert "pseudo_loss" not in no_stage.metrics_names and "pseudo_loss" not in [m.name for m in no_stage.metrics]
+
+
+def test_association_round_links_each_person_across_cameras(people):
+    train = training_set(people, min_ids=4)
+    ids, record = association_round(config(), train, mean_colour, epoch=1, step=10)
+    assert record["epoch"] == 2 and record["step"] == 10
+    assert record["pair_precision"] == 1.0 and record["pair_recall"] == 1.0
+    assert record["num_components"] == NUM_PEOPLE
+    true = np.array([r.pid for r in train.records])
+    for pseudo in np.unique(ids):
+        assert len(set(true[ids == pseudo])) == 1
+    strict, record = association_round(config(association_threshold=1.0), train, mean_colour, epoch=1, step=10)
+    assert strict is None and record["num_components"] < 2
+
+
+def test_unrelated_ids_across_cameras_change_no_association_batch_or_loss(people):
+    # The tracker's ids mean nothing across cameras: the association must be made from features alone.
+    relabelled = [dataclasses.replace(r, pid=1000 * (r.camid + 1) + (7 * r.pid) % NUM_PEOPLE) for r in people]
+    outcomes = []
+    for records in (people, relabelled):
+        train = training_set(records, min_ids=4)
+        ids, _ = association_round(config(), train, mean_colour, epoch=1, step=0)
+        batches = TrainingBatches(train.records, train.local_ids, train.classes, 4, 2, 6, 1, seed=0)
+        stream = training_dataset(batches.with_pseudo_ids(ids), 16, 8, NO_AUGMENTATION)
+        outcomes.append((ids, [{k: v.numpy() for k, v in b.items()} for b in stream.take(2)]))
+    (ids_a, batches_a), (ids_b, batches_b) = outcomes
+    np.testing.assert_array_equal(ids_a, ids_b)
+    for a, b in zip(batches_a, batches_b):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+        features = mean_colour(tf.constant(a["pseudo_images"]))
+        assert float(losses.cross_camera_triplet_loss(features, a["pseudo_ids"])) == float(
+            losses.cross_camera_triplet_loss(mean_colour(tf.constant(b["pseudo_images"])), b["pseudo_ids"]))
+
+
+def test_rounds_run_at_the_flagged_epochs_and_the_state_round_trips(people):
+    settings = config(epochs=8, association_first_epoch=3, association_every=2)
+    assert [epoch for epoch in range(8) if is_round_epoch(settings, epoch)] == [2, 4, 6]
+    assert not any(is_round_epoch(dataclasses.replace(settings, cross_camera="none"), e) for e in range(8))
+    train = training_set(people, min_ids=4)
+    stage = CrossCameraStage(settings, train, CrossCameraState(None), None, lambda ids: ids)
+    stage.associate(mean_colour, epoch=2, step=40)
+    restored = CrossCameraState.from_json(stage.state.to_json())
+    np.testing.assert_array_equal(restored.pseudo_ids, stage.state.pseudo_ids)
+    assert restored.rounds == stage.state.rounds and len(restored.rounds) == 1
+
+
+def test_supervised_mode_uses_the_true_ids_and_says_so(people):
+    train = training_set(people, min_ids=4)
+    settings = config(cross_camera="supervised")
+    stage = CrossCameraStage(settings, train, CrossCameraState(None), None, lambda ids: ids)
+    true = np.array([r.pid for r in train.records])
+    assert len(np.unique(stage.state.pseudo_ids)) == NUM_PEOPLE
+    for pseudo in np.unique(stage.state.pseudo_ids):
+        assert len(set(true[stage.state.pseudo_ids == pseudo])) == 1
+    assert "SUPERVISED" in describe_stages(settings) and "true cross-camera labels" in describe_stages(settings)
+    assert "association" not in describe_stages(Config())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(association_threshold=1.5), "--association_threshold=1.5: expected a cosine similarity in"),
+    (dict(association_first_epoch=4), "--association_first_epoch=4: expected an epoch in 1..--epochs=3"),
+    (dict(association_every=0), "--association_every=0: expected an integer >= 1"),
+    (dict(association_weight=-1.0), "--association_weight=-1.0: expected a number >= 0"),
+])
+def test_impossible_association_flags_fail_before_training(flags, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
+        config(**flags)
