@@ -100,10 +100,9 @@ def mutual_neighbour_links(
     if np.any(np.diff(cameras) < 0):
         raise ValueError("proxies: cameras must be sorted, as build_proxies returns them")
     camera_stops = np.r_[camera_starts[1:], count]
-    camera_index = np.repeat(np.arange(len(camera_starts)), np.diff(np.r_[camera_starts, count]))
     # neighbour[i, c]: i's nearest proxy in camera c, and its similarity. O(M x C) memory instead of O(M x M).
-    neighbour = np.full((count, len(camera_starts)), -1, dtype=np.int64)
-    similarity = np.full((count, len(camera_starts)), -np.inf, dtype=np.float32)
+    neighbour = np.zeros((count, len(camera_starts)), dtype=np.int32)
+    similarity = np.zeros((count, len(camera_starts)), dtype=np.float32)
     for start in range(0, count, chunk_size):
         block = features[start : start + chunk_size] @ features.T
         rows = np.arange(len(block))
@@ -111,22 +110,26 @@ def mutual_neighbour_links(
             best = block[:, low:high].argmax(axis=1)  # argmax returns the first maximum: ties go to the lowest index
             neighbour[start : start + len(block), c] = low + best
             similarity[start : start + len(block), c] = block[rows, low + best]
-    own = np.arange(count)
-    neighbour[own, camera_index] = -1
-    source, target_camera = np.nonzero(neighbour >= 0)
-    target = neighbour[source, target_camera]
-    mutual = neighbour[target, camera_index[source]] == source
     # A zero proxy (a camera with one identity, centred) has no direction: its similarities are all 0, not evidence.
     has_direction = np.any(features != 0, axis=1)
-    keep = (
-        mutual
-        & (source < target)
-        & (similarity[source, target_camera] >= threshold)
-        & has_direction[source]
-        & has_direction[target]
-    )
-    links = np.stack([source[keep], target[keep]], axis=1)
-    return links, similarity[source[keep], target_camera[keep]]
+    sources, targets, similarities = [], [], []
+    for a, (low, high) in enumerate(zip(camera_starts, camera_stops)):
+        # Each pair of cameras once, from its first camera a to every later one; proxies are sorted by camera, so
+        # every link comes out as (i, j) with i < j, in (i, j) order.
+        rows = np.arange(low, high)
+        partners, partner_similarity = neighbour[low:high, a + 1 :], similarity[low:high, a + 1 :]
+        keep = (
+            (neighbour[partners, a] == rows[:, None])  # cycle-consistent: a -> b -> a comes back to i
+            & (partner_similarity >= threshold)
+            & has_direction[rows][:, None]
+            & has_direction[partners]
+        )
+        row, column = np.nonzero(keep)
+        sources.append(rows[row])
+        targets.append(partners[row, column])
+        similarities.append(partner_similarity[row, column])
+    links = np.stack([np.concatenate(sources), np.concatenate(targets)], axis=1).astype(np.int64)
+    return links, np.concatenate(similarities)
 
 
 def merge_components(links: np.ndarray, link_similarities: np.ndarray, cameras: np.ndarray) -> np.ndarray:
@@ -152,8 +155,9 @@ def merge_components(links: np.ndarray, link_similarities: np.ndarray, cameras: 
         return node
 
     # Strongest first; equal similarities in index order, so the outcome never depends on the input order.
-    for position in np.lexsort((links[:, 1], links[:, 0], -link_similarities.astype(np.float64))):
-        a, b = root(int(links[position, 0])), root(int(links[position, 1]))
+    order = np.lexsort((links[:, 1], links[:, 0], -link_similarities.astype(np.float64)))
+    for first, second in links[order].tolist():
+        a, b = root(first), root(second)
         if a == b or camera_bits[a] & camera_bits[b]:
             continue
         if (size[a], b) < (size[b], a):
