@@ -47,8 +47,9 @@ def mean_colour(frames: tf.Tensor) -> tf.Tensor:
 
 
 def config(**overrides) -> Config:
-    return Config(image_height=16, image_width=8, eval_batch_size=8, num_identities=4, num_instances=2,
-                  epochs=3, cross_camera="association", association_threshold=0.0, **overrides)
+    settings = dict(image_height=32, image_width=16, eval_batch_size=8, num_identities=4, num_instances=2, epochs=3,
+                    cross_camera="association", association_threshold=0.0)
+    return Config(**{**settings, **overrides})
 
 
 def test_pseudo_sampler_draws_p_identities_by_k_items_across_cameras():
