@@ -1,4 +1,4 @@
-"""The collapse guard: the embedding spread against numpy, the guard's window, warning mode, the callback's global step."""
+"""The collapse guard: the embedding spread against numpy, the guard's window, warning mode, the callback's step."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Graceful stop: SIGTERM and SIGINT are recorded, not acted on; the old handlers return; exit status, resume line, replicas agree."""
+"""Graceful stop: SIGTERM and SIGINT are only recorded; old handlers return; exit status, resume line, replicas."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ def test_resume_command_resumes_and_never_overwrites():
 
 
 def test_stop_message_names_signal_step_folder_and_command():
-    line = stop_message(StopRequested(120, signal.SIGTERM), "runs/a/checkpoints/state", "python -m acan_tf.train --resume")
+    stop = StopRequested(120, signal.SIGTERM)
+    line = stop_message(stop, "runs/a/checkpoints/state", "python -m acan_tf.train --resume")
     assert line == ("SIGTERM: training stopped after step 120, its state saved in runs/a/checkpoints/state; "
                     "resume with: python -m acan_tf.train --resume")
     assert "\n" not in line

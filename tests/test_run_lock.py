@@ -1,4 +1,4 @@
-"""The run-directory lock: a second trainer is refused with the holder's pid and host and changes nothing; a killed holder leaves no stale lock."""
+"""The run-directory lock: a second trainer is refused, naming the holder; a killed holder leaves no lock behind."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ WINDOW = 50
 
 
 def embedding_spread(features: tf.Tensor, margin: float) -> tf.Tensor:
-    """The RMS distance of the rows of `features` [N, D] to their mean, in units of the triplet margin: 0 when all are alike."""
+    """The RMS distance of the rows of `features` [N, D] to their mean, in triplet margins: 0 when all are alike."""
     # Raw features, not L2-normalised ones: the triplet loss measures raw distances against the margin, and a
     # healthy run may grow the features' norm, which would shrink a normalised spread without any collapse.
     features = tf.cast(features, tf.float32)
@@ -37,11 +37,12 @@ class CollapseError(RuntimeError):
 
 
 class CollapseGuard:
-    """Raises CollapseError (or, with `warn_only`, logs a warning) once the spread stays below `threshold` for `window` steps."""
+    """Raises CollapseError (or, with `warn_only`, warns) once the spread stays below `threshold` for `window` steps."""
 
     def __init__(self, threshold: float = SPREAD_THRESHOLD, window: int = WINDOW, warn_only: bool = False):
         if threshold <= 0.0 or window < 1:
-            raise ValueError(f"collapse guard: expected a threshold > 0 and a window >= 1 step, got {threshold}, {window}")
+            raise ValueError(f"collapse guard: expected a threshold > 0 and a window >= 1 step, "
+                             f"got {threshold}, {window}")
         self.threshold = threshold
         self.window = window
         self.warn_only = warn_only
@@ -67,7 +68,10 @@ class CollapseGuard:
 
 
 class CollapseCallback(keras.callbacks.Callback):
-    """Feeds each step's SPREAD_LOG to `guard`; list it before the checkpoint callback, so no collapsed step is saved after it fires."""
+    """Feeds each step's SPREAD_LOG to `guard`.
+
+    List it before the checkpoint callback, so that no state is saved at the step where it fires.
+    """
 
     def __init__(self, guard: CollapseGuard):
         super().__init__()

@@ -85,7 +85,8 @@ class StopSignals:
                 self._previous[number] = signal.signal(number, self._record)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 trace: TracebackType | None) -> None:
         for number, handler in self._previous.items():
             # None: the handler was installed outside Python; the default action is the nearest we can restore.
             signal.signal(number, signal.SIG_DFL if handler is None else handler)
