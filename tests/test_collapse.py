@@ -1,0 +1,82 @@
+"""The collapse guard: the embedding spread against numpy, the guard's window, warning mode, the callback's step."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from acan_tf.training.collapse import (SPREAD_LOG, CollapseCallback, CollapseError, CollapseGuard,
+                                       embedding_spread)
+
+
+def test_spread_matches_numpy():
+    features = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32) * 3.0
+    expected = np.sqrt(np.mean(np.sum((features - features.mean(axis=0)) ** 2, axis=1))) / 0.3
+    assert float(embedding_spread(tf.constant(features), 0.3)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_spread_of_equal_or_nearly_equal_embeddings():
+    point = np.random.default_rng(1).normal(size=(1, 32)).astype(np.float32) * 20.0  # norm ~110
+    # Equal rows: zero but for float32 rounding of the mean, far below the guard's 1e-2.
+    assert float(embedding_spread(tf.constant(np.repeat(point, 8, axis=0)), 0.3)) < 1e-4
+    # Distances of 1e-3 (a third of the guard's threshold) around a point of norm ~110 stay measurable.
+    nudged = np.repeat(point, 8, axis=0) + np.eye(8, 32, dtype=np.float32) * 1e-3
+    expected = np.sqrt(np.mean(np.sum((nudged.astype(np.float64) - nudged.mean(axis=0)) ** 2, axis=1))) / 0.3
+    assert float(embedding_spread(tf.constant(nudged), 0.3)) == pytest.approx(expected, rel=0.05)
+    half = tf.constant(np.repeat(point, 4, axis=0), dtype=tf.bfloat16)  # mixed precision's features
+    assert embedding_spread(half, 0.3).dtype == tf.float32
+
+
+def test_guard_fires_after_the_window_of_collapsed_steps():
+    guard = CollapseGuard(threshold=1e-2, window=5)
+    assert not guard.update(1, 3e-3)
+    assert not guard.update(2, 0.5)  # a healthy step restarts the count
+    for step in range(3, 7):
+        assert not guard.update(step, 1e-5)
+    with pytest.raises(CollapseError) as raised:
+        guard.update(7, 2e-5)
+    assert raised.value.step == 7
+    message = str(raised.value)
+    assert message.startswith("step 7: ") and "since step 3" in message and "--lr_pretrained" in message
+    assert "below 0.01 margins for 5 steps" in raised.value.symptom and "\n" not in message
+
+
+def test_guard_stays_quiet_on_healthy_spreads():
+    guard = CollapseGuard()
+    # The least spread measured in healthy runs (1.95 margins, the default synthetic config), with noise.
+    spreads = 1.95 * np.exp(np.random.default_rng(2).normal(scale=0.5, size=2000))
+    assert not any(guard.update(step, float(spread)) for step, spread in enumerate(spreads, 1))
+
+
+def test_nan_is_left_to_the_loops_nan_check():
+    guard = CollapseGuard(window=1)
+    assert not guard.update(1, float("nan"))
+
+
+def test_warning_mode_warns_once_and_does_not_raise(caplog):
+    guard = CollapseGuard(threshold=1e-2, window=3, warn_only=True)
+    with caplog.at_level(logging.WARNING):
+        flags = [guard.update(step, 0.0) for step in range(1, 7)]
+    assert flags == [False, False, True, True, True, True]
+    warnings = [record.getMessage() for record in caplog.records if "collapsed" in record.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("step 3: ")
+
+
+@pytest.mark.parametrize("threshold, window", [(0.0, 5), (1e-2, 0)])
+def test_guard_rejects_bad_settings(threshold, window):
+    with pytest.raises(ValueError, match="threshold > 0 and a window >= 1"):
+        CollapseGuard(threshold, window)
+
+
+def test_callback_counts_the_runs_global_step():
+    callback = CollapseCallback(CollapseGuard(threshold=1e-2, window=4))
+    callback.set_params({"steps": 3})
+    callback.on_epoch_begin(1)  # a resumed run: steps 4, 5, 6 of epoch 2
+    for batch in range(3):
+        callback.on_train_batch_end(batch, {SPREAD_LOG: 1e-4})
+    callback.on_epoch_begin(2)
+    with pytest.raises(CollapseError, match=r"^step 7: .*since step 4"):
+        callback.on_train_batch_end(0, {SPREAD_LOG: 1e-4})
