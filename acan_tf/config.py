@@ -95,6 +95,12 @@ class Config:
     overwrite: bool = _field(False, "Replace an existing run in --output_dir.", runtime=True)
     resume: bool = _field(False, "Continue the run saved in --output_dir from its last saved state (start it if there is none).", runtime=True)
     checkpoint_every_steps: int = _field(0, "Save the training state for --resume every N steps and after every epoch; 0: every half epoch.", runtime=True)
+    collapse_guard: str = _field(
+        "stop",
+        "When the embedding collapses (every image embedded alike, the triplet loss stuck at the margin): stop the run "
+        "keeping the last good state, or only warn.",
+        ("stop", "warn"), runtime=True,
+    )
     seed: int = _field(0, "Seed of sampling, augmentation and initialisation.")
     deterministic: bool = _field(False, "TensorFlow op determinism: a rerun, or a resumed run, gives the same weights bit for bit.")
     # Hardware.

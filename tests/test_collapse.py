@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acan_tf.training.collapse import (SPREAD_LOG, CollapseCallback, CollapseError, CollapseGuard,
-                                       embedding_spread)
+from acan_tf.model.acan import SPREAD_LOG, embedding_spread
+from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard
 
 
 def test_spread_matches_numpy():

@@ -36,13 +36,13 @@ def test_schemes_table_holds_each_runs_final_metrics(schemes):
     out, results = schemes
     assert [(run["value"], run["seed"]) for run in results["runs"]] == [("none", 0), ("oce", 0)]
     rows = table_rows(open(os.path.join(out, "results.md")).read())
-    assert rows[0] == ["Scheme", "mAP (%)", "Rank-1 (%)", "Rank-5 (%)", "Rank-10 (%)", "mINP (%)", "Discrepancy d",
-                       "D accuracy (%)"]
+    assert rows[0] == ["Scheme", "mAP (%)", "Rank-1 (%)", "Rank-5 (%)", "Rank-10 (%)", "Rank-20 (%)", "mINP (%)",
+                       "Discrepancy d", "D accuracy (%)"]
     for row, scheme in zip(rows[2:], ["none", "oce"]):
         run_dir = os.path.join(out, f"scheme-{scheme}_seed0")
         with open(os.path.join(run_dir, "report.json")) as handle:
             final = json.load(handle)["final"]
-        assert row == [scheme, *(f"{100 * final[key]:.1f}" for key in ("mAP", "rank1", "rank5", "rank10", "mINP")),
+        assert row == [scheme, *(f"{100 * final[key]:.1f}" for key in ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")),
                        f"{final['discrepancy']:.4f}", f"{100 * final['d_test_accuracy']:.1f}"]
     assert len(rows) == 4
     on_disk = json.load(open(os.path.join(out, "results.json")))
@@ -101,7 +101,7 @@ def test_summary_is_mean_and_sample_std_over_seeds():
                "values": ["grl"], "summary": {"grl": summary}}
     row = table_rows(markdown(EXPERIMENTS["schemes"], results, []))[2]
     assert row[:3] == ["grl", "20.0 ± 10.0", f"30.0 ± {100 * np.std([0.2, 0.5, 0.2], ddof=1):.1f}"]
-    assert row[6:] == ["0.0200 ± 0.0100", "–"]
+    assert row[7:] == ["0.0200 ± 0.0100", "–"]
 
 
 def test_unknown_experiment_or_value_is_refused_before_training(tmp_path):

@@ -60,6 +60,7 @@ def first_applied_update(mixed_precision: str, tmp_path) -> list[np.ndarray]:
     """F's weight change from the first step its optimizer applies (float16 skips steps until the loss scale fits)."""
     config = tiny_config(str(tmp_path), str(tmp_path), mixed_precision=mixed_precision, scheme="none", momentum=0.0,
                          weight_decay=0.0, lr_decay_epochs=())
+    keras.utils.set_random_seed(config.seed)  # both precisions start from the same weights
     acan = build_acan(config, num_cameras=3, steps_per_epoch=5)
     before = [np.array(v) for v in acan.encoder.trainable_weights]
     batch = {key: tf.constant(value) for key, value in training_batch(0, config).items()}

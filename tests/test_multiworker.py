@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -83,6 +84,7 @@ def test_two_workers_match_each_other_and_a_single_process_run(tmp_path):
     worst = max(float(np.max(np.abs(multi[name] - reference_weights[name]))) for name in multi)
     assert worst < TOLERANCE, f"2 workers vs 1 process with 2 replicas: weights differ by {worst}"
     initial = tmp_path / "initial.weights.h5"
+    keras.utils.set_random_seed(config.seed)  # the initial weights of the runs
     build_acan(config, num_cameras=3, steps_per_epoch=config.steps_per_epoch).save_weights(str(initial))
     moved = max(float(np.max(np.abs(a - multi[name]))) for name, a in h5_arrays(str(initial)).items())
     assert moved > 1e-3, "training must change the weights for the comparison to mean anything"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import keras
 import numpy as np
 import pytest
 
@@ -79,6 +80,7 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path):
 
 def tiny_state(tmp_path, seed: int):
     """A TrainingState of a freshly built tiny ACAN, and its ACAN."""
+    keras.utils.set_random_seed(seed)
     acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed), num_cameras=3, steps_per_epoch=5)
     return TrainingState(acan), acan
 

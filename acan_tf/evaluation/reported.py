@@ -14,10 +14,12 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Metric:
-    """One reported scalar: its key, its title in tables, and whether it is shown in %."""
+    """One reported scalar: its key, its titles (a row of the printed table, a column of a results table), and
+    whether it is shown in %."""
 
     key: str
     title: str
+    column: str
     percent: bool
     section: str  # the printed table's section
 
@@ -26,16 +28,16 @@ RANKING = "Re-ID (Market-1501 protocol)"
 ALIGNMENT = "Camera alignment"
 ASSOCIATION = "Cross-camera association (last round, measured against the true ids)"
 METRICS = (
-    Metric("mAP", "mAP", True, RANKING),
-    Metric("rank1", "rank-1", True, RANKING),
-    Metric("rank5", "rank-5", True, RANKING),
-    Metric("rank10", "rank-10", True, RANKING),
-    Metric("rank20", "rank-20", True, RANKING),
-    Metric("mINP", "mINP", True, RANKING),
-    Metric("discrepancy", "inter-camera discrepancy (Table VII)", False, ALIGNMENT),
-    Metric("d_test_accuracy", "D camera accuracy on test features", True, ALIGNMENT),
-    Metric("association_precision", "pairwise precision of the links", True, ASSOCIATION),
-    Metric("association_recall", "pairwise recall of the links", True, ASSOCIATION),
+    Metric("mAP", "mAP", "mAP", True, RANKING),
+    Metric("rank1", "rank-1", "Rank-1", True, RANKING),
+    Metric("rank5", "rank-5", "Rank-5", True, RANKING),
+    Metric("rank10", "rank-10", "Rank-10", True, RANKING),
+    Metric("rank20", "rank-20", "Rank-20", True, RANKING),
+    Metric("mINP", "mINP", "mINP", True, RANKING),
+    Metric("discrepancy", "inter-camera discrepancy (Table VII)", "Discrepancy d", False, ALIGNMENT),
+    Metric("d_test_accuracy", "D camera accuracy on test features", "D accuracy", True, ALIGNMENT),
+    Metric("association_precision", "pairwise precision of the links", "Assoc. precision", True, ASSOCIATION),
+    Metric("association_recall", "pairwise recall of the links", "Assoc. recall", True, ASSOCIATION),
 )
 SCALARS = tuple(metric.key for metric in METRICS)
 # Kept with every evaluation besides the scalars: the epoch it was made at and the queries it counted.

@@ -31,7 +31,7 @@ from absl import logging
 
 from acan_tf.config import Config, ConfigError
 from acan_tf.evaluation import plots
-from acan_tf.evaluation.reported import METRICS, Metric, format_value
+from acan_tf.evaluation.reported import ASSOCIATION, METRICS, Metric, format_value
 from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.io import write_json, write_text
 from acan_tf.training.run_dir import RunDir, RunDirectoryError
@@ -147,6 +147,9 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
     """The results as a Markdown document: settings, the mean ± std table, the figures."""
     config = results["base_config"]
     seeds = results["seeds"]
+    # The association's columns only where a run associated; every other metric always, a dash where a run lacks it.
+    columns = [metric for metric in METRICS if metric.section != ASSOCIATION
+               or any(metric.key in stats for stats in results["summary"].values())]
     lines = [f"# {experiment.title}", ""]
     if results["command"]:
         lines += [f"Command: `{results['command']}`", ""]
@@ -162,12 +165,12 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
         "evaluation of each run (Market-1501 protocol on the test split; discrepancy d = 1/C Σ_c ‖mean_c − mean‖ "
         "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features).",
         "",
-        "| " + " | ".join([experiment.label, *(_column_title(metric) for metric in METRICS)]) + " |",
-        "|" + "---|" * (len(METRICS) + 1),
+        "| " + " | ".join([experiment.label, *(_column_title(metric) for metric in columns)]) + " |",
+        "|" + "---|" * (len(columns) + 1),
     ]
     for value in results["values"]:
         stats = results["summary"][str(value)]
-        cells = [_cell(stats.get(metric.key), metric) for metric in METRICS]
+        cells = [_cell(stats.get(metric.key), metric) for metric in columns]
         lines.append("| " + " | ".join([str(value), *cells]) + " |")
     lines += ["", *(f"![{os.path.splitext(name)[0]}]({name})" for name in figures), ""]
     return "\n".join(lines)
@@ -211,7 +214,7 @@ def _mean_history(runs: Sequence[Mapping]) -> list[dict]:
 
 def _column_title(metric: Metric) -> str:
     """A metric's column title, with its unit."""
-    return f"{metric.title} (%)" if metric.percent else metric.title
+    return f"{metric.column} (%)" if metric.percent else metric.column
 
 
 def _cell(stats: Mapping | None, metric: Metric) -> str:

@@ -9,6 +9,9 @@ from acan_tf import losses
 from acan_tf.config import SCHEMES, WARMUPS
 from acan_tf.model.grl import gradient_reversal
 
+# The train step's log of embedding_spread: this step's value, not a running mean (the collapse guard watches it).
+SPREAD_LOG = "embedding_spread"
+
 
 def adv_weight_factor(step: tf.Tensor, warmup: str, warmup_steps: int, total_steps: int) -> tf.Tensor:
     """The fraction of λ in force at `step`: 1, a linear ramp over `warmup_steps`, or DANN's 2/(1+e^(−10p))−1."""
@@ -21,6 +24,15 @@ def adv_weight_factor(step: tf.Tensor, warmup: str, warmup_steps: int, total_ste
         progress = tf.minimum(1.0, step / float(max(total_steps, 1)))
         return 2.0 / (1.0 + tf.exp(-10.0 * progress)) - 1.0
     raise ValueError(f"unknown λ warm-up {warmup!r}; choices: {', '.join(WARMUPS)}")
+
+
+def embedding_spread(features: tf.Tensor, margin: float) -> tf.Tensor:
+    """The RMS distance of the rows of `features` [N, D] to their mean, in triplet margins: 0 when all are alike."""
+    # Raw features, not L2-normalised ones: the triplet loss measures raw distances against the margin, and a
+    # healthy run may grow the features' norm, which would shrink a normalised spread without any collapse.
+    features = tf.cast(features, tf.float32)
+    centred = features - tf.reduce_mean(features, axis=0, keepdims=True)
+    return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(centred), axis=1))) / margin
 
 
 class ACAN(keras.Model):
@@ -140,7 +152,8 @@ class ACAN(keras.Model):
         }
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        return {**logs, SPREAD_LOG: embedding_spread(triplet_features, self.margin)}
 
     def _discriminator_step(
         self, camera_features: tf.Tensor, camids: tf.Tensor, replica_scale: float

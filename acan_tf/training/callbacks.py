@@ -70,11 +70,13 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     """Saves the full training state for --resume every `every` steps and after every epoch; records the epoch logs.
 
     `records` returns what else the run must carry over (its evaluations, best mAP and cross-camera stage); a resumed
-    run passes the epoch logs saved before it stopped. `saved_step` is the step of the last state saved.
+    run passes the epoch logs saved before it stopped. While `hold()` is true (the collapse guard suspects a
+    collapse) no state is saved, so the last one saved stays a good one. `saved_step` is the step of the last save.
     """
 
     def __init__(self, state: TrainingState, run_dir: str, every: int, records: Callable[[], Mapping[str, Any]],
-                 epoch_logs: list[dict[str, float]] | None = None, saved_step: int = 0):
+                 epoch_logs: list[dict[str, float]] | None = None, saved_step: int = 0,
+                 hold: Callable[[], bool] = lambda: False):
         super().__init__()
         self.state = state
         self.run_dir = run_dir
@@ -82,6 +84,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.records = records
         self.epoch_logs: list[dict[str, float]] = list(epoch_logs or [])
         self.saved_step = saved_step
+        self.hold = hold
         self.epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -90,14 +93,16 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         steps = self.params["steps"]
         step = self.epoch * steps + batch + 1
-        if step % self.every == 0 and batch + 1 != steps:  # the epoch's last step is saved after its evaluation
-            self._save(step)
+        if step % self.every == 0 and batch + 1 != steps and not self.hold():  # the last step: after its evaluation
+            self.save(step)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch_logs.append({name: float(value) for name, value in (logs or {}).items()})
-        self._save((epoch + 1) * self.params["steps"])
+        if not self.hold():
+            self.save((epoch + 1) * self.params["steps"])
 
-    def _save(self, step: int) -> None:
+    def save(self, step: int) -> None:
+        """Saves the training state as of `step` (the step the model has just completed)."""
         records = self.records()
         progress = Progress(step, self.epoch_logs, records.get("evaluations", []), records.get("best_map", -1.0),
                             records.get("cross_camera"))

@@ -9,21 +9,12 @@ threshold for a window of consecutive steps.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 from absl import logging
 
-SPREAD_LOG = "embedding_spread"  # the train step's log of embedding_spread, this step's value (not a running mean)
+from acan_tf.model.acan import SPREAD_LOG
+
 SPREAD_THRESHOLD = 1e-2  # in margins; see BUILD.md for the values measured in healthy and collapsed runs
 WINDOW = 50
-
-
-def embedding_spread(features: tf.Tensor, margin: float) -> tf.Tensor:
-    """The RMS distance of the rows of `features` [N, D] to their mean, in triplet margins: 0 when all are alike."""
-    # Raw features, not L2-normalised ones: the triplet loss measures raw distances against the margin, and a
-    # healthy run may grow the features' norm, which would shrink a normalised spread without any collapse.
-    features = tf.cast(features, tf.float32)
-    centred = features - tf.reduce_mean(features, axis=0, keepdims=True)
-    return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(centred), axis=1))) / margin
 
 
 class CollapseError(RuntimeError):
@@ -47,6 +38,11 @@ class CollapseGuard:
         self.window = window
         self.warn_only = warn_only
         self.since: int | None = None  # the first step of the current run of low spreads
+
+    @property
+    def suspects(self) -> bool:
+        """Whether the latest steps' spread is below the threshold (a collapse may be under way)."""
+        return self.since is not None
 
     def update(self, step: int, spread: float) -> bool:
         """Records step `step`'s spread; whether the embedding counts as collapsed now."""

@@ -9,10 +9,13 @@ cannot start in the middle of an epoch, which resuming needs. Callbacks see the 
 from __future__ import annotations
 
 import math
+import signal
 from typing import Callable, Sequence
 
 import keras
 import tensorflow as tf
+
+from acan_tf.training.preemption import StopRequested, StopSignals, any_replica
 
 # The losses whose value stops training when it is NaN or Inf.
 GUARDED_LOSSES = ("loss", "triplet_loss", "d_loss", "adv_loss")
@@ -33,8 +36,9 @@ def use_jit_compile(setting: str) -> bool:
 
 def make_step_function(
     model: keras.Model, strategy: tf.distribute.Strategy, jit_compile: bool
-) -> Callable[[tf.distribute.DistributedIterator], tuple[dict[str, tf.Tensor], tf.Tensor]]:
-    """One training step on every replica: (logs averaged over replicas, whether every weight is still finite)."""
+) -> Callable[[tf.distribute.DistributedIterator, tf.Tensor], tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]]:
+    """One training step on every replica: (logs averaged over replicas, whether every weight is still finite,
+    whether any worker was asked to stop, given this worker's `stop` flag)."""
     # Keras updates batch-norm statistics on each replica from its own slice (variables without aggregation);
     # averaging them after each step keeps every replica and worker identical, as Keras 2's MEAN-aggregated
     # moving averages did.
@@ -50,12 +54,13 @@ def make_step_function(
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
 
     @tf.function
-    def step(iterator: tf.distribute.DistributedIterator) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def step(iterator: tf.distribute.DistributedIterator, stop: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
         logs, local_values = strategy.run(replica_step, args=(next(iterator),))
         for variable, value in zip(replica_local, local_values):
             variable.assign(mean(value))
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in model.weights])
-        return {name: mean(value) for name, value in logs.items()}, finite
+        # One all-reduce of the stop flag: a signal reaches one worker, and every worker stops after the same step.
+        return {name: mean(value) for name, value in logs.items()}, finite, any_replica(strategy, stop)
 
     return step
 
@@ -81,6 +86,7 @@ def fit(
     jit_compile: bool = False,
     verbose: int = 1,
     before_epoch: Callable[[int, int], tf.distribute.DistributedDataset | None] | None = None,
+    signals: StopSignals | None = None,
 ) -> None:
     """Trains from step `initial_step` (0-based, possibly mid-epoch) to `epochs * steps_per_epoch`.
 
@@ -89,6 +95,10 @@ def fit(
     replaces `batches` (the association stage's new pseudo-identities). The model's metrics are reset at the start
     of each epoch, except the epoch being resumed, whose metrics the caller has restored. Raises NonFiniteError
     before the callbacks see a step whose losses or weights are not finite, so no checkpoint holds them.
+
+    After a stop signal recorded by `signals` (on any worker), raises StopRequested once the step in flight has
+    ended and its callbacks have run; at an epoch's last step, after the epoch's end (evaluation and save), so
+    that a resumed run starts the next epoch whole. The caller saves the state of the step it names.
     """
     step_function = make_step_function(model, strategy, jit_compile)
     iterator = iter(batches)
@@ -107,11 +117,21 @@ def fit(
                 metric.reset_state()
         callback_list.on_epoch_begin(epoch)
         logs: dict[str, float] = {}
+        stop = False
         for batch in range(start, steps_per_epoch):
             callback_list.on_train_batch_begin(batch)
-            values, finite = step_function(iterator)
+            values, finite, stop = step_function(iterator, tf.constant(bool(signals and signals.requested)))
             logs = {name: float(value) for name, value in values.items()}
             check_finite(epoch * steps_per_epoch + batch + 1, logs, bool(finite))
             callback_list.on_train_batch_end(batch, logs)
+            if bool(stop) and batch + 1 < steps_per_epoch:
+                raise StopRequested(epoch * steps_per_epoch + batch + 1, _signal_number(signals))
         callback_list.on_epoch_end(epoch, logs)
+        if bool(stop) and epoch + 1 < epochs:
+            raise StopRequested((epoch + 1) * steps_per_epoch, _signal_number(signals))
     callback_list.on_train_end()
+
+
+def _signal_number(signals: StopSignals | None) -> int:
+    """The signal that stopped this worker, or SIGTERM for a worker stopped because another one got it."""
+    return signals.requested.number if signals and signals.requested else signal.SIGTERM

@@ -47,6 +47,9 @@ class StopRequested(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}")
         self.step = step
         self.signum = signum
+        # Set by the trainer once it has saved: the step of the last state saved and its folder.
+        self.saved_step = 0
+        self.saved_in = ""
 
     @property
     def exit_status(self) -> int:
@@ -112,7 +115,7 @@ def resume_command(argv: Sequence[str], module: str = "acan_tf.train") -> str:
     return shlex.join(["python", "-m", module, *flags, "--resume", *off])
 
 
-def stop_message(stop: StopRequested, saved_in: str, command: str) -> str:
+def stop_message(stop: StopRequested, command: str) -> str:
     """The one line a stopped run prints: the signal, the step saved and where, and the command resuming it."""
-    return (f"{signal.Signals(stop.signum).name}: training stopped after step {stop.step}, its state saved in "
-            f"{saved_in}; resume with: {command}")
+    return (f"{signal.Signals(stop.signum).name}: training stopped after step {stop.step}, the state of step "
+            f"{stop.saved_step} saved in {stop.saved_in}; resume with: {command}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from typing import Any
 
 from acan_tf.config import Config
@@ -113,6 +114,19 @@ class RunDir:
         if which not in CHECKPOINTS:
             raise RunDirectoryError(f"checkpoint {which!r}: expected one of {', '.join(CHECKPOINTS)}")
         return os.path.join(self.checkpoints_dir, f"{which}.weights.h5")
+
+    def contents(self) -> list[str]:
+        """The folder's entries other than the lock file (which a trainer made before it knew it would start)."""
+        return sorted(entry for entry in os.listdir(self.path) if entry != os.path.basename(self.lock_file))
+
+    def clear(self) -> None:
+        """Deletes everything in the folder but the lock file, which the trainer replacing the run holds."""
+        for entry in self.contents():
+            path = os.path.join(self.path, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
 
     def is_finished(self) -> bool:
         """Whether the run wrote its report."""

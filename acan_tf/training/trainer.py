@@ -30,11 +30,14 @@ from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.backbones import BackboneError
 from acan_tf.model.builder import build_acan
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
+from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard
 from acan_tf.training.cross_camera import CrossCameraStage, CrossCameraState, describe_stages, is_round_epoch
 from acan_tf.training.distribution import (DistributionError, broadcast_from_chief, build_strategy,
                                            check_replica_split, distribute_batches, is_chief)
 from acan_tf.training.loop import NonFiniteError, fit, use_jit_compile
+from acan_tf.training.preemption import StopRequested, StopSignals
 from acan_tf.training.run_dir import RunDir, RunDirectoryError
+from acan_tf.training.run_lock import RunLock, RunLockedError
 from acan_tf.training.state import CheckpointError, TrainingState, read_progress, weights_digest
 from acan_tf.versions import package_versions
 
@@ -45,7 +48,7 @@ class RunError(RuntimeError):
 
 # Errors caused by the user's input: the commands report them as one line, without a traceback.
 USER_ERRORS = (ConfigError, DatasetError, SamplingError, BackboneError, DistributionError, CheckpointError,
-               RunDirectoryError, RunError)
+               RunDirectoryError, RunLockedError, RunError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +66,7 @@ def check_output_dir(config: Config) -> bool:
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise RunError(f"--output_dir={folder} is a file; expected a directory")
     check_writable(folder)
-    if config.overwrite or not os.path.isdir(folder) or not os.listdir(folder):
+    if config.overwrite or not os.path.isdir(folder) or not RunDir(folder).contents():
         return False
     if config.resume:
         check_same_run(config, RunDir(folder))
@@ -119,9 +122,30 @@ def load_training_data(config: Config) -> TrainingData:
 
 
 def run(config: Config) -> dict:
-    """Trains according to `config` (continuing a saved run with --resume), evaluates, and returns (and writes) the report."""
-    started = time.time()
+    """Trains according to `config` (continuing a saved run with --resume), evaluates, and returns (and writes) the report.
+
+    The run holds the lock of its run directory while it works (a second trainer on it fails at once); a SIGTERM or
+    SIGINT ends it after the step in flight with its state saved, as StopRequested naming the step.
+    """
     strategy = build_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy must precede every other op
+    chief = is_chief(strategy)
+    # Only the chief writes the run directory. Every worker takes part in each save, so the others save into a
+    # scratch folder deleted at the end (TensorFlow's recommendation for multi-worker checkpoints).
+    write_dir = RunDir(config.output_dir if chief else tempfile.mkdtemp(prefix="acan_tf_worker_"))
+    lock = RunLock(write_dir.lock_file)
+    try:
+        if os.path.isdir(write_dir.path):  # before looking at its files: a live run may be writing them
+            lock.acquire()
+        return _run(config, strategy, write_dir, lock)
+    finally:
+        lock.release()
+        if not chief:
+            shutil.rmtree(write_dir.path, ignore_errors=True)
+
+
+def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lock: RunLock) -> dict:
+    """`run` with the strategy built and the run directory's lock held (or taken when the directory is made)."""
+    started = time.time()
     chief = is_chief(strategy)
     folder = RunDir(config.output_dir)
     resuming = check_output_dir(config)
@@ -151,12 +175,12 @@ def run(config: Config) -> dict:
         logging.info("resuming from step %d (epoch %d, batch %d) saved in %s", initial_step,
                      initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch, config.output_dir)
 
-    # Only the chief writes the run directory. Every worker takes part in each save, so the others save into a
-    # scratch folder deleted at the end (TensorFlow's recommendation for multi-worker checkpoints).
-    write_dir = RunDir(config.output_dir if chief else tempfile.mkdtemp(prefix="acan_tf_worker_"))
+    if not lock.held:  # a new folder: made, and locked, only now that the run is known to start
+        os.makedirs(write_dir.path, exist_ok=True)
+        lock.acquire()
     if chief:
-        if config.overwrite and os.path.isdir(config.output_dir):
-            shutil.rmtree(config.output_dir)
+        if config.overwrite:
+            folder.clear()
         folder.write_start(config, _run_info(data, steps_per_epoch), data.summary)
 
     def evaluate(final: bool) -> dict:
@@ -185,6 +209,7 @@ def run(config: Config) -> dict:
         stage.associate(acan.encoder, epoch, step)
         return stream(step)
 
+    guard = CollapseGuard(warn_only=config.collapse_guard == "warn")
     evaluation = PeriodicEvaluation(evaluate, config.eval_every, config.epochs, write_dir.checkpoint("best"),
                                     progress.evaluations if progress else None, progress.best_map if progress else -1.0)
     checkpoint = TrainingCheckpoint(
@@ -192,14 +217,23 @@ def run(config: Config) -> dict:
         lambda: {"evaluations": evaluation.evaluations, "best_map": evaluation.best_map,
                  "cross_camera": stage.state.to_json()},
         progress.epoch_logs if progress else None, initial_step,
+        hold=lambda: guard.suspects and not guard.warn_only,
     )
-    callbacks = [LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
+    # The guard first: at the step where it fires, nothing is saved.
+    callbacks = [CollapseCallback(guard), LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
     if chief:
         logs = TrainingLogs(write_dir.logs_dir, max(1, steps_per_epoch // 10), {"F": acan.f_optimizer, "D": acan.d_optimizer})
         callbacks = [evaluation, *callbacks, logs]  # evaluation first: the others record its val_* logs
     try:
-        fit(acan, strategy, stream(initial_step), callbacks, config.epochs, steps_per_epoch, initial_step,
-            use_jit_compile(config.jit_compile), verbose=1 if chief else 0, before_epoch=before_epoch)
+        with StopSignals() as signals:
+            fit(acan, strategy, stream(initial_step), callbacks, config.epochs, steps_per_epoch, initial_step,
+                use_jit_compile(config.jit_compile), verbose=1 if chief else 0, before_epoch=before_epoch,
+                signals=signals)
+    except StopRequested as stop:
+        if checkpoint.saved_step != stop.step and not checkpoint.hold():
+            checkpoint.save(stop.step)  # every worker takes part, as in a periodic save
+        stop.saved_step, stop.saved_in = checkpoint.saved_step, folder.state_dir
+        raise
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
         bad = find_unreadable(batches.paths.tolist())
         if not bad:
@@ -209,7 +243,7 @@ def run(config: Config) -> dict:
             f"{len(bad)} training image(s) cannot be decoded ({listing}). {_saved(checkpoint.saved_step, folder)} "
             f"Remove or replace the files (python -m acan_tf.data.check lists all), then rerun with --resume."
         ) from error
-    except NonFiniteError as error:
+    except (NonFiniteError, CollapseError) as error:
         raise RunError(f"{error}: training stopped. {_saved(checkpoint.saved_step, folder)}") from error
     except OSError as error:
         # HDF5's messages run to several lines; the OS's reason and the file say what the user needs.
@@ -217,9 +251,6 @@ def run(config: Config) -> dict:
         where = error.filename or write_dir.path
         raise RunError(f"cannot write {where}: {reason}. {_saved(checkpoint.saved_step, folder)} "
                        f"Free space or fix permissions, then rerun with --resume.") from error
-    finally:
-        if not chief:
-            shutil.rmtree(write_dir.path, ignore_errors=True)
 
     report = {
         "config": config.to_json(),
