@@ -32,7 +32,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from acan_tf.io import write_json  # noqa: E402
 from acan_tf.training.association import associate, association_quality, proxy_global_ids  # noqa: E402
 
-SIZES = {"10k_proxies_10_cameras": (10_000, 10), "10k_proxies_100_cameras": (10_000, 100), "100k_proxies_100_cameras": (100_000, 100)}
+SIZES = {
+    "10k_proxies_10_cameras": (10_000, 10),
+    "10k_proxies_100_cameras": (10_000, 100),
+    "100k_proxies_100_cameras": (100_000, 100),
+}
 MSMT17 = dict(num_images=32_621, num_cameras=15, num_proxies=4_100, num_people=1_041)
 THRESHOLD = 0.3
 DIM = 256
@@ -97,7 +101,7 @@ def size_child(name, repeats):
         "rss_after_inputs_mb": inputs_rss / 1e6,
         "peak_rss_mb": peak_rss / 1e6,
         "dense_similarity_matrix_mb": num_proxies**2 * 4 / 1e6,
-        "num_links": int(len(association.links)),
+        "num_links": len(association.links),
         "quality": quality(association, cameras, local_ids, people),
     }
     print(json.dumps(result))
@@ -123,7 +127,7 @@ def msmt17_round(repeats):
         "dim": DIM,
         "repeats": repeats,
         "proxies_and_association_s": seconds,
-        "num_links": int(len(association.links)),
+        "num_links": len(association.links),
         "quality": quality(association, cameras, local_ids, people),
     }
 
@@ -186,10 +190,12 @@ def main():
         return
     load_before = os.getloadavg()
     sizes = [run_child(name, args.repeats_100k if name.startswith("100k") else args.repeats) for name in SIZES]
-    print(f"{'case':<28}{'associate s':>12}{'tracemalloc MB':>16}{'peak RSS MB':>13}{'dense M x M MB':>16}  links, quality")
+    header = f"{'case':<28}{'associate s':>12}{'tracemalloc MB':>16}{'peak RSS MB':>13}{'dense M x M MB':>16}"
+    print(f"{header}  links, quality")
     for case in sizes:
         print(
-            f"{case['case']:<28}{case['associate_s']:>12.2f}{case['tracemalloc_peak_mb']:>16.0f}{case['peak_rss_mb']:>13.0f}"
+            f"{case['case']:<28}{case['associate_s']:>12.2f}{case['tracemalloc_peak_mb']:>16.0f}"
+            f"{case['peak_rss_mb']:>13.0f}"
             f"{case['dense_similarity_matrix_mb']:>16.0f}  {case['num_links']}, {case['quality']}"
         )
     msmt17 = msmt17_round(args.repeats)
@@ -201,7 +207,8 @@ def main():
     extraction = tiny_extraction(args.repeats)
     print(
         f"feature extraction, tiny at 64x32, measured on {extraction['sample_images']} images: "
-        f"{extraction['per_image_ms']:.2f} ms per image + {extraction['per_extraction_overhead_s']:.2f} s per extraction; "
+        f"{extraction['per_image_ms']:.2f} ms per image + {extraction['per_extraction_overhead_s']:.2f} s per "
+        "extraction; "
         f"EXTRAPOLATED to {MSMT17['num_images']} images: {extraction['extrapolated_msmt17_train_s']:.1f} s"
     )
     write_json(

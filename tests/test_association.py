@@ -104,7 +104,8 @@ def test_components_hold_one_proxy_per_camera_and_drop_the_weakest_conflicting_l
     pseudo_ids = merge_components(links, np.array([0.95, 0.9, 0.8, 0.7]), cameras)
     np.testing.assert_array_equal(pseudo_ids, [0, 0, 1, 1, 2, 2, -1])
     shuffled = np.random.default_rng(3).permutation(len(links))
-    np.testing.assert_array_equal(merge_components(links[shuffled], similarities[shuffled], cameras), [0, 0, 0, -1, 1, 1, -1])
+    reordered = merge_components(links[shuffled], similarities[shuffled], cameras)
+    np.testing.assert_array_equal(reordered, [0, 0, 0, -1, 1, 1, -1])
 
 
 def test_random_links_never_put_two_proxies_of_one_camera_together():
@@ -140,7 +141,8 @@ def test_quality_against_a_hand_computed_example():
         "pair_recall": 0.6,
     }
     empty = association_quality(np.full(3, -1), np.array([0, 1, 2]), np.array([1, 1, 2]))
-    assert (empty["pair_precision"], empty["pair_recall"], empty["true_pairs"], empty["num_components"]) == (0.0, 0.0, 1, 0)
+    assert (empty["pair_precision"], empty["pair_recall"], empty["true_pairs"]) == (0.0, 0.0, 1)
+    assert empty["num_components"] == 0
 
 
 def test_proxy_global_ids_take_the_majority_of_the_items():

@@ -190,8 +190,10 @@ def associate(
     return Association(proxies, links, link_similarities, merge_components(links, link_similarities, proxies.cameras))
 
 
-def proxy_global_ids(proxies: Proxies, cameras: np.ndarray, local_ids: np.ndarray, global_ids: np.ndarray) -> np.ndarray:
-    """The true global id [M] of each proxy: the most frequent among its items (ties: the smallest id); reporting only."""
+def proxy_global_ids(
+    proxies: Proxies, cameras: np.ndarray, local_ids: np.ndarray, global_ids: np.ndarray
+) -> np.ndarray:
+    """The true global id [M] of each proxy: the most frequent among its items (ties: the smallest); reporting only."""
     global_ids = np.asarray(global_ids, dtype=np.int64).reshape(-1)
     index = proxies.index_of(cameras, local_ids)
     if len(global_ids) != len(index):
@@ -208,7 +210,9 @@ def proxy_global_ids(proxies: Proxies, cameras: np.ndarray, local_ids: np.ndarra
 def association_quality(pseudo_ids: np.ndarray, cameras: np.ndarray, global_ids: np.ndarray) -> dict:
     """Pairwise precision and recall of the proxy pairs the components imply against the true cross-camera pairs,
     and the components' count and sizes, as JSON-ready numbers; for reporting only, never for training."""
-    pseudo_ids, cameras, global_ids = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (pseudo_ids, cameras, global_ids))
+    pseudo_ids, cameras, global_ids = (
+        np.asarray(values, dtype=np.int64).reshape(-1) for values in (pseudo_ids, cameras, global_ids)
+    )
     if not len(pseudo_ids) == len(cameras) == len(global_ids):
         raise ValueError(
             f"pseudo_ids/cameras/global_ids: lengths {len(pseudo_ids)}, {len(cameras)}, {len(global_ids)} differ"
@@ -225,10 +229,10 @@ def association_quality(pseudo_ids: np.ndarray, cameras: np.ndarray, global_ids:
     true = _pairs(per_person) - _pairs(per_person_camera)
     sizes, size_counts = np.unique(component_sizes, return_counts=True)
     return {
-        "num_proxies": int(len(pseudo_ids)),
+        "num_proxies": len(pseudo_ids),
         "proxies_covered": int(grouped.sum()),
         "coverage": float(grouped.mean()) if len(pseudo_ids) else 0.0,
-        "num_components": int(len(component_sizes)),
+        "num_components": len(component_sizes),
         "mean_component_size": float(component_sizes.mean()) if len(component_sizes) else 0.0,
         "component_size_histogram": {str(int(s)): int(n) for s, n in zip(sizes, size_counts)},
         "predicted_pairs": predicted,
