@@ -87,6 +87,9 @@ class Config:
     lr_decay_epochs: tuple[int, ...] = _field((8,), "Epochs at which learning rates are multiplied by --lr_decay_factor (paper: 100,200).")
     lr_decay_factor: float = _field(0.1, "Learning-rate decay factor (paper: 0.1).")
     # Evaluation and output.
+    validation_identities: int = _field(
+        0, "Hold out N training identities and evaluate on them instead of the test split (to choose settings "
+        "without the test split); 0: evaluate on the test split.")
     eval_every: int = _field(3, "Evaluate every N epochs (0: only at the end).")
     eval_batch_size: int = _field(128, "Images per batch when extracting features.", runtime=True)
     normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model does).")
@@ -186,6 +189,7 @@ def _check(config: Config) -> None:
             "increasing positive epoch numbers, e.g. 100,200")
     require(0.0 < config.lr_decay_factor <= 1.0, "lr_decay_factor", "a number in (0, 1]")
     require(config.eval_every >= 0, "eval_every", "an integer >= 0 (0: only at the end)")
+    require(config.validation_identities >= 0, "validation_identities", "an integer >= 0 (0: the test split)")
     require(0.0 <= config.synthetic_camera_shift <= 1.0, "synthetic_camera_shift", "a number in [0, 1]")
     require(config.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1")
     require(bool(config.output_dir), "output_dir", "a directory path")

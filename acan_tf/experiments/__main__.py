@@ -20,6 +20,7 @@ from acan_tf.experiments.runner import EXPERIMENT_DEFAULTS, EXPERIMENTS, Experim
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.logs import quiet_tensorflow_logging
 from acan_tf.model.backbones import BACKBONES
+from acan_tf.training.preemption import StopRequested, stop_message
 from acan_tf.training.trainer import USER_ERRORS
 
 
@@ -50,6 +51,9 @@ def main(argv: list[str]) -> None:
         results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
     except (ExperimentError, *USER_ERRORS) as error:
         sys.exit(f"acan_tf.experiments: error: {error}")
+    except StopRequested as stop:  # rerunning the command reuses the finished runs and resumes this one
+        print(stop_message(stop, command), file=sys.stderr)
+        sys.exit(stop.exit_status)
     with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as handle:
         print(handle.read())
     trained = sum(not run["reused"] for run in results["runs"])

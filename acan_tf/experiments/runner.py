@@ -3,14 +3,16 @@
     schemes           none (only L_Triplet), grl, oce, ace: Tables V, VI and VII, the confusion matrices of Fig. 8
     lambda_sweep      λ (--adv_weight) in 0, 0.5, ..., 3 with the --scheme (default oce): Fig. 4
     disc_width_sweep  D's width in 64, 128, 256, 512 with the --scheme: Fig. 5
+    association       none, oce, none+association, oce+association and the supervised ceiling (beyond the paper)
 
 Every setting is trained once per --seeds seed with `acan_tf.training.trainer.run`, one run after another in this
 process, into OUTPUT_DIR/<parameter>-<value>_seed<seed>/. Every flag of acan_tf.train sets the base
 configuration (dataset, backbone, steps, ...); the experiment overrides only its parameter, the seed and the
 run's output folder. Defaults are acan_tf.train's except a shorter schedule (EXPERIMENT_DEFAULTS: 3 epochs of
 100 steps, evaluated after each, learning rates x0.1 after epoch 2), so `schemes` (12 runs) takes under an hour
-on 2 CPU cores. A run whose report.json holds the same configuration is reused, so an interrupted
-experiment resumes where it stopped.
+on 2 CPU cores. A run whose report.json holds the same configuration is reused, and a run of the same
+configuration that was killed or stopped before its report continues from its saved step (as --resume does), so an
+interrupted experiment resumes where it stopped.
 
 Outputs in OUTPUT_DIR (default runs/experiments/EXPERIMENT): results.json (every run's final metrics and
 the mean and standard deviation over seeds), results.md (the table: mAP, rank-1/5/10, mINP in %, the
@@ -38,15 +40,42 @@ from acan_tf.training.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.trainer import run
 
 
+class ExperimentError(ValueError):
+    """An experiment option is unusable, or a run folder holds another run; the message says which."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-    """One parameter of Config varied over `values`, each trained with every seed."""
+    """One parameter of Config varied over `values`, each trained with every seed.
+
+    With `settings`, the values are names of settings instead, each a set of Config overrides (a ladder of stages).
+    """
 
     parameter: str
     values: tuple
     parse: Callable[[str], object]
     title: str
     label: str
+    settings: Mapping[str, Mapping[str, object]] | None = None
+
+    def overrides(self, value: object) -> dict[str, object]:
+        """The Config fields that `value` sets."""
+        if self.settings is None:
+            return {self.parameter: value}
+        if value not in self.settings:
+            raise ExperimentError(f"--values: unknown setting {value!r}; choose from {', '.join(self.settings)}")
+        return dict(self.settings[value])
+
+
+# The association ladder: ACAN as published (with and without OCE), each plus the association stage, and the
+# labelled ceiling that reads the true cross-camera identities.
+ASSOCIATION_LADDER = {
+    "none": {"scheme": "none", "cross_camera": "none"},
+    "oce": {"scheme": "oce", "cross_camera": "none"},
+    "none+association": {"scheme": "none", "cross_camera": "association"},
+    "oce+association": {"scheme": "oce", "cross_camera": "association"},
+    "supervised": {"scheme": "none", "cross_camera": "supervised"},
+}
 
 
 EXPERIMENTS = {
@@ -56,15 +85,14 @@ EXPERIMENTS = {
                                "Sensitivity to λ (Fig. 4)", "λ"),
     "disc_width_sweep": Experiment("disc_width", (64, 128, 256, 512), int,
                                    "Sensitivity to the width of D (Fig. 5)", "D width"),
+    "association": Experiment("setting", tuple(ASSOCIATION_LADDER), str,
+                              "Cross-camera association vs ACAN and the supervised ceiling", "Setting",
+                              ASSOCIATION_LADDER),
 }
 
 
 # Training flags whose default differs here: a shorter schedule, its learning-rate decay at 2/3 as in the paper (IV-A).
 EXPERIMENT_DEFAULTS = {"epochs": 3, "steps_per_epoch": 100, "eval_every": 1, "lr_decay_epochs": ["2"]}
-
-
-class ExperimentError(ValueError):
-    """An experiment option is unusable, or a run folder holds another run; the message says which."""
 
 
 def run_experiment(
@@ -112,7 +140,7 @@ def train_or_reuse(config: Config) -> dict:
         logging.info("reusing %s", config.output_dir)
     else:
         if previous is None and _is_interrupted_run(config):
-            config = dataclasses.replace(config, overwrite=True)
+            config = dataclasses.replace(config, resume=True)  # continues from its saved step, as --resume does
         if previous is not None and not config.overwrite:
             raise ExperimentError(
                 f"{config.output_dir} holds a run with another configuration; pass --overwrite to replace it or "
@@ -229,7 +257,7 @@ def _run_config(base: Config, experiment: Experiment, value, seed: int, output_d
     """The configuration of one run: the base with the experiment's value, the seed and its own folder."""
     folder = os.path.join(output_dir, f"{experiment.parameter}-{value}_seed{seed}")
     try:
-        return dataclasses.replace(base, **{experiment.parameter: value}, seed=seed, output_dir=folder)
+        return dataclasses.replace(base, **experiment.overrides(value), seed=seed, output_dir=folder)
     except ConfigError as error:
         raise ExperimentError(f"--values: {value!r} is not a valid {experiment.parameter} ({error})") from error
 
@@ -245,7 +273,7 @@ def _previous_report(folder: RunDir) -> dict | None:
 
 
 def _is_interrupted_run(config: Config) -> bool:
-    """Whether the run folder holds this experiment's own run, stopped before its report (safe to replace)."""
+    """Whether the run folder holds this experiment's own run, stopped before its report (to resume)."""
     folder = RunDir(config.output_dir)
     if not folder.has_config():
         return False

@@ -24,6 +24,7 @@ from acan_tf.data.pipeline import Augmentation, TrainingBatches, find_unreadable
 from acan_tf.data.records import ReIDDataset, camera_name
 from acan_tf.data.sampling import SamplingError, TrainingSet, training_set
 from acan_tf.data.summary import summarize
+from acan_tf.data.validation import carve_validation
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.reid import evaluate_reid
@@ -109,9 +110,12 @@ def check_same_run(config: Config, folder: RunDir) -> None:
 
 
 def load_training_data(config: Config) -> TrainingData:
-    """The dataset of --dataset, its summary (logged) and its training set, cameras too small dropped (with a warning)."""
+    """The dataset of --dataset (its query and gallery: a validation split with --validation_identities), its summary
+    (logged) and its training set, cameras too small dropped (with a warning)."""
     options = {"camera_shift": config.synthetic_camera_shift} if config.dataset == "synthetic" else {}
     dataset = load_dataset(config.dataset, config.data_root, **options)
+    if config.validation_identities:  # evaluation then sees held-out training identities, never the test split
+        dataset = carve_validation(dataset, config.validation_identities, config.seed)
     summary = summarize(dataset, config.min_ids)
     logging.info("dataset\n%s", summary)
     train = training_set(dataset.train, config.min_ids)
@@ -267,6 +271,8 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         return report
     report.update({
         "dataset": {
+            "evaluated_on": f"validation: {config.validation_identities} held-out training identities"
+                            if config.validation_identities else "test split",
             "name": data.dataset.name,
             "root": data.dataset.root,
             "num_train": len(train.records),
