@@ -114,7 +114,7 @@ def test_edge_runner_runs_the_int8_model(exported, trained):
 
 def test_map_drop_beyond_tolerance_refuses_and_leaves_nothing(trained, tmp_path):
     with pytest.raises(ParityError, match=r"the onnx_int8 export loses -?[0-9.]+ mAP points on the test split .*more than "
-                                          r"--int8_map_tolerance=-1 \(-100 points\); nothing was exported"):
+                                          r"--int8_map_tolerance=-1 allows; nothing was exported"):
         export_run(trained[0], str(tmp_path / "models"), "acan", formats=["onnx", "onnx_int8"],
                    int8_map_tolerance=-1, int8_calibration_images=CALIBRATION)
     assert os.listdir(tmp_path) == []
