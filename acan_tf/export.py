@@ -1,6 +1,7 @@
 """`python -m acan_tf.export`: exports a trained run's F as a TF Serving SavedModel and/or ONNX, checked against Keras.
 
-Layout: OUT/NAME/VERSION/ holds the SavedModel (saved_model.pb, variables/), model.onnx and model.json (the model card).
+Layout: OUT/NAME/VERSION/ holds the SavedModel (saved_model.pb, variables/), model.onnx and model.json (the model card),
+and with --formats=...,onnx_int8 model_int8.onnx, refused if it loses more than --int8_map_tolerance of test mAP.
 """
 
 from __future__ import annotations
@@ -12,23 +13,33 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 from absl import app, flags, logging
 
 from acan_tf.config import ConfigError
-from acan_tf.deploy.exporter import FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, ExportError, export_run
+from acan_tf.data import DatasetError
+from acan_tf.deploy import quantize
+from acan_tf.deploy.exporter import DEFAULT_FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, ExportError, export_run
 from acan_tf.deploy.onnx_export import OPSET
 from acan_tf.deploy.parity import ParityError
 from acan_tf.deploy.versioning import VersionError
+from acan_tf.evaluation.runner import EvaluateError
 from acan_tf.training.run_dir import CHECKPOINTS, RunDirectoryError
 
-USER_ERRORS = (ConfigError, RunDirectoryError, ExportError, VersionError, ParityError)
+USER_ERRORS = (ConfigError, RunDirectoryError, ExportError, VersionError, ParityError, quantize.QuantizationError,
+               DatasetError, EvaluateError)
 
 flags.DEFINE_string("run_dir", None, "Training run directory (config.json, run.json, checkpoints/).", required=True)
 flags.DEFINE_string("output_dir", None, "Model base folder: the export goes to OUTPUT_DIR/MODEL_NAME/VERSION.", required=True)
 flags.DEFINE_string("model_name", None, "Model name (TF Serving's model folder).", required=True)
 flags.DEFINE_integer("version", None, "Version folder; default: one more than the highest present. Never overwritten.")
-flags.DEFINE_list("formats", list(FORMATS), "Formats to export: saved_model, onnx.")
+flags.DEFINE_list("formats", list(DEFAULT_FORMATS), "Formats to export: saved_model, onnx, onnx_int8 (needs onnx).")
 flags.DEFINE_enum("checkpoint", "best", list(CHECKPOINTS), "Checkpoint of the run to export.")
 flags.DEFINE_integer("opset", OPSET, "ONNX opset.")
 flags.DEFINE_float("saved_model_tolerance", SAVED_MODEL_TOLERANCE, "Largest allowed |SavedModel − Keras| on sample inputs.")
 flags.DEFINE_float("onnx_tolerance", ONNX_TOLERANCE, "Largest allowed |ONNX Runtime − Keras| on sample inputs.")
+flags.DEFINE_float("int8_map_tolerance", quantize.MAP_TOLERANCE,
+                   "Largest allowed drop of test mAP from the Keras model to the int8 ONNX model (0.01: one point).")
+flags.DEFINE_enum("int8_quantization", "static", list(quantize.QUANTIZATIONS),
+                  "static: QDQ, calibrated on training images (fast on CPU); dynamic: activations quantized when run.")
+flags.DEFINE_integer("int8_calibration_images", quantize.CALIBRATION_IMAGES,
+                     "Training images (seeded draw) that calibrate static quantization.", lower_bound=1)
 
 
 def main(argv: list[str]) -> None:
@@ -42,12 +53,19 @@ def main(argv: list[str]) -> None:
         result = export_run(
             options.run_dir, options.output_dir, options.model_name, options.version, options.formats,
             options.checkpoint, options.opset, options.saved_model_tolerance, options.onnx_tolerance,
+            options.int8_map_tolerance, options.int8_quantization, options.int8_calibration_images,
         )
     except USER_ERRORS as error:
         sys.exit(f"acan_tf.export: error: {error}")
     for name, values in result.card["parity"]["max_abs_difference"].items():
         figures = ", ".join(f"{kind} {value:.2e}" for kind, value in values.items())
         print(f"{name}: largest difference from Keras {figures} (tolerance {result.card['parity']['tolerance'][name]:g})")
+    int8 = result.card["parity"].get("onnx_int8")
+    if int8 is not None:
+        print(f"onnx_int8 ({int8['quantization']['method']}): test " + ", ".join(
+            f"{name} {100 * int8['keras'][name]:.2f} % -> {100 * int8['onnx_int8'][name]:.2f} % "
+            f"({100 * int8['change'][name]:+.2f} points)" for name in quantize.COMPARED)
+            + f" (mAP tolerance {100 * int8['map_tolerance']:g} points)")
     print(f"exported {', '.join(result.card['formats'])} to {result.path}")
 
 

@@ -175,7 +175,7 @@ def test_versions_are_integer_folder_names(tmp_path):
 
 
 def test_bad_options_are_named(trained, tmp_path):
-    with pytest.raises(ExportError, match="--formats=saved_model,pb: expected one or more of saved_model, onnx"):
+    with pytest.raises(ExportError, match="--formats=saved_model,pb: expected one or more of saved_model, onnx, onnx_int8"):
         check_formats(["saved_model", "pb"])
     assert check_formats(["onnx", "saved_model"]) == ("saved_model", "onnx")
     with pytest.raises(VersionError, match=r"--model_name='../acan': expected a plain folder name"):

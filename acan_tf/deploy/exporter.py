@@ -8,15 +8,17 @@ from typing import Sequence
 
 from absl import logging
 
-from acan_tf.deploy import parity
-from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, model_card
+from acan_tf.deploy import parity, quantize
+from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, model_card
 from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
+from acan_tf.evaluation.runner import load_test_data
 from acan_tf.io import write_json
 from acan_tf.training.run_dir import RunDir, load_run
 
-FORMATS = ("saved_model", "onnx")
+FORMATS = ("saved_model", "onnx", "onnx_int8")
+DEFAULT_FORMATS = ("saved_model", "onnx")
 SAVED_MODEL_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
 
@@ -39,6 +41,8 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ExportError(f"--formats={','.join(formats)}: expected one or more of {', '.join(FORMATS)}")
+    if "onnx_int8" in formats and "onnx" not in formats:
+        raise ExportError(f"--formats={','.join(formats)}: onnx_int8 needs onnx too (it is quantized from model.onnx)")
     return tuple(name for name in FORMATS if name in formats)
 
 
@@ -56,19 +60,30 @@ def export_run(
     output_dir: str,
     model_name: str,
     version: int | None = None,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = DEFAULT_FORMATS,
     checkpoint: str = "best",
     opset: int = OPSET,
     saved_model_tolerance: float = SAVED_MODEL_TOLERANCE,
     onnx_tolerance: float = ONNX_TOLERANCE,
+    int8_map_tolerance: float = quantize.MAP_TOLERANCE,
+    int8_quantization: str = "static",
+    int8_calibration_images: int = quantize.CALIBRATION_IMAGES,
 ) -> ExportResult:
-    """Writes OUT/NAME/VERSION (SavedModel files, model.onnx, model.json) only if every format matches Keras."""
+    """Writes OUT/NAME/VERSION (SavedModel files, model.onnx, model_int8.onnx, model.json) only if every format passes.
+
+    The float formats must match Keras on sample inputs; the int8 model must keep the Keras model's test mAP
+    within `int8_map_tolerance`.
+    """
     formats = check_formats(formats)
     check_model_name(model_name)
+    if "onnx_int8" in formats:
+        quantize.check_options(int8_quantization, int8_calibration_images)
     model_dir = os.path.join(output_dir, model_name)
     version = resolve_version(model_dir, version)  # before the slow model loading: refuse early
     config, acan, info = load_run(run_dir, checkpoint)
     metrics = final_metrics(run_dir)
+    # Loaded before anything is written: a run whose data is gone is refused at once.
+    data = load_test_data(config.dataset, config.data_root) if "onnx_int8" in formats else None
     height, width = config.image_height, config.image_width
     images, tracklets = parity.sample_inputs(height, width)
     reference = {"images": parity.keras_embeddings(acan, images), "tracklets": parity.keras_embeddings(acan, tracklets)}
@@ -86,6 +101,11 @@ def export_run(
             tolerances["onnx"] = onnx_tolerance
         for name, values in differences.items():
             parity.check_tolerance(name, values, tolerances[name])
+        int8 = None
+        if "onnx_int8" in formats:  # quantized only from a float model that passed
+            int8 = quantize.export_int8(acan, config, data, onnx_path, os.path.join(staging, ONNX_INT8_FILE),
+                                        int8_quantization, int8_calibration_images, int8_map_tolerance,
+                                        (images, tracklets), reference)
         export = {"model_name": model_name, "version": version, "formats": formats, "checkpoint": checkpoint,
                   "run_dir": os.path.abspath(run_dir), "opset": opset}
         figures = {
@@ -94,6 +114,9 @@ def export_run(
             "max_abs_difference": differences,
             "tolerance": tolerances,
         }
+        if int8 is not None:
+            figures["onnx_int8"] = int8
+            export["quantization"] = int8["quantization"]
         card = model_card(config, info, metrics, int(reference["images"].shape[1]), export, figures)
         write_json(os.path.join(staging, MODEL_CARD), card)
     return ExportResult(os.path.join(model_dir, str(version)), version, card)

@@ -15,6 +15,7 @@ from acan_tf.versions import package_versions
 
 MODEL_CARD = "model.json"
 ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model_int8.onnx"
 
 
 def model_card(
@@ -25,7 +26,7 @@ def model_card(
     export: dict,
     parity: dict[str, float],
 ) -> dict:
-    """The model card of one export; `export` describes it (name, version, formats, checkpoint, run_dir, opset)."""
+    """The model card of one export; `export` describes it (name, version, formats, checkpoint, run_dir, opset...)."""
     height, width = config.image_height, config.image_width
     style = get_spec(config.backbone).normalisation
     files = {}
@@ -38,15 +39,14 @@ def model_card(
                                              "output": serving.EMBEDDINGS},
             },
         }
+    onnx_outputs = {serving.EMBEDDINGS: "L2-normalised, as serving_default",
+                    serving.FEATURES: "F(x) before normalisation; a tracklet's embedding is the L2-normalised mean "
+                                      "of its frames' features"}
     if "onnx" in export["formats"]:
-        files["onnx"] = {
-            "path": ONNX_FILE,
-            "opset": export["opset"],
-            "input": serving.IMAGES,
-            "outputs": {serving.EMBEDDINGS: "L2-normalised, as serving_default",
-                        serving.FEATURES: "F(x) before normalisation; a tracklet's embedding is the L2-normalised mean "
-                                          "of its frames' features"},
-        }
+        files["onnx"] = {"path": ONNX_FILE, "opset": export["opset"], "input": serving.IMAGES, "outputs": onnx_outputs}
+    if "onnx_int8" in export["formats"]:
+        files["onnx_int8"] = {"path": ONNX_INT8_FILE, "opset": export["opset"], "input": serving.IMAGES,
+                              "outputs": onnx_outputs, "quantization": export["quantization"]}
     return {
         "name": export["model_name"],
         "version": export["version"],
