@@ -5,11 +5,11 @@ from __future__ import annotations
 import platform
 from types import ModuleType
 
+import acan_tf
+
 import keras
 import numpy as np
 import tensorflow as tf
-
-import acan_tf
 
 
 def package_versions(*modules: ModuleType) -> dict[str, str]:

@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 import acan_tf  # noqa: E402,F401  (sets TensorFlow's environment before TensorFlow is imported)
+
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 

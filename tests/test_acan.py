@@ -1,11 +1,12 @@
 """ACAN.train_step: per scheme, which variables a step updates and by how much (Eq. 13-15)."""
 
+from acan_tf import losses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from acan_tf import losses
 from acan_tf.model.acan import ACAN, adv_weight_factor
 from acan_tf.model.discriminator import build_discriminator
 

@@ -1,8 +1,8 @@
 """Tests of one evaluation's metrics from features (with and without re-ranking) and of the analyses written for it."""
 
-from pathlib import Path
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +15,8 @@ from acan_tf.evaluation.analysis import write_analyses
 from acan_tf.evaluation.metrics import evaluate, pairwise_distance
 from acan_tf.evaluation.reid import Reranking, evaluate_reid_features
 from acan_tf.evaluation.reported import format_metrics
-from acan_tf.training.run_dir import RunDir
 from acan_tf.evaluation.rerank import re_ranking
+from acan_tf.training.run_dir import RunDir
 
 NUM_CAMERAS = 3
 

@@ -17,9 +17,6 @@ import scipy.io
 from absl import flags
 from PIL import Image
 
-from acan_tf.training import state as checkpointing
-from acan_tf.training.run_dir import RunDir
-from acan_tf.training.state import CheckpointError, read_progress
 from acan_tf.config import ConfigError
 from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
 from acan_tf.data.pipeline import TrainingBatches
@@ -27,9 +24,14 @@ from acan_tf.data.sampling import SamplingError, training_set
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.model.backbones import BACKBONES
 from acan_tf.model.builder import build_acan
+from acan_tf.training import state as checkpointing
+from acan_tf.training.run_dir import RunDir
+from acan_tf.training.state import CheckpointError, read_progress
 from acan_tf.training.trainer import RunError, run
 from tests.fixture_trees import write_mars_tree, write_msmt17_tree
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
+
+pytestmark = pytest.mark.slow  # bad-input runs, subprocesses and filled disks: the full suite only
 
 # One epoch of 4 steps, the state saved after every step.
 SHORT = dict(epochs=1, steps_per_epoch=4, checkpoint_every_steps=1, lr_decay_epochs=())

@@ -3,21 +3,28 @@ rounds from features and camera-local ids only, the supervised ceiling, and the 
 
 import dataclasses
 
+from acan_tf import losses
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from acan_tf import losses
 from acan_tf.config import Config, ConfigError
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, training_dataset
 from acan_tf.data.records import ImageRecord
 from acan_tf.data.sampling import PseudoIdentitySampler, SamplingError, training_set
 from acan_tf.model.acan import ACAN
 from acan_tf.model.discriminator import build_discriminator
-from acan_tf.training.cross_camera import (CrossCameraStage, CrossCameraState, association_round, describe_stages,
-                                           is_round_epoch, supervised_ids)
+from acan_tf.training.cross_camera import (
+    CrossCameraStage,
+    CrossCameraState,
+    association_round,
+    describe_stages,
+    is_round_epoch,
+    supervised_ids,
+)
 from tests.test_losses import numpy_batch_hard
 
 NO_AUGMENTATION = Augmentation(flip=False, pad=0, random_erasing=0.0)

@@ -19,6 +19,8 @@ from acan_tf.data.pipeline import decode_image
 from acan_tf.deploy.exporter import export_run
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
+pytestmark = pytest.mark.slow  # an exported model and the kit's scripts in subprocesses: the full suite only
+
 KIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export")
 sys.path.insert(0, KIT)
 

@@ -9,21 +9,29 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import tiny_runs
 from acan_tf.config import Config
 from acan_tf.data import DatasetError, load_dataset
 from acan_tf.data.pipeline import inference_dataset
 from acan_tf.data.records import frame_paths
-from acan_tf.data.synthetic import SyntheticSpec, generate
 from acan_tf.deploy.exporter import export_run
 from acan_tf.deploy.parity import keras_embeddings
 from acan_tf.deploy.saved_model_features import saved_model_features
-from acan_tf.evaluation.runner import (KIND, EvaluateError, check_output, evaluate_run, evaluate_saved_model,
-                                       load_test_data, read_model_card)
 from acan_tf.evaluation.reid import Reranking
+from acan_tf.evaluation.runner import (
+    KIND,
+    EvaluateError,
+    check_output,
+    evaluate_run,
+    evaluate_saved_model,
+    load_test_data,
+    read_model_card,
+)
 from acan_tf.training.run_dir import load_run
 from acan_tf.training.trainer import run
+from tests import tiny_runs
 from tests.fixture_trees import write_market_tree, write_mars_tree
+
+pytestmark = pytest.mark.slow  # trained runs, exports and the evaluate command in subprocesses: the full suite only
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEIGHT, WIDTH = tiny_runs.TINY["image_height"], tiny_runs.TINY["image_width"]

@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from tests import tiny_runs
 from acan_tf.config import Config
-from acan_tf.data.synthetic import SyntheticSpec, generate
 from acan_tf.experiments import EXPERIMENTS, ExperimentError, markdown, run_experiment, summarize_runs
+from tests import tiny_runs
+
+pytestmark = pytest.mark.slow  # whole experiments and their command: the full suite only
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shared tiny run, cut to one 2-step epoch.

@@ -18,6 +18,8 @@ from acan_tf.deploy.versioning import VersionError, existing_versions, resolve_v
 from acan_tf.training.run_dir import RunDirectoryError
 from tests.run_fixtures import FINAL_METRICS, HEIGHT, WIDTH, make_run
 
+pytestmark = pytest.mark.slow  # exports in both formats and the export command: the full suite only
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 

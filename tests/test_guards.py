@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acan_tf.training.state import TrainingState, read_progress
-from acan_tf.training.loop import use_jit_compile
 from acan_tf.model.builder import build_acan
+from acan_tf.training.loop import use_jit_compile
+from acan_tf.training.state import TrainingState, read_progress
 from acan_tf.training.trainer import RunError, run
 from tests.run_fixtures import training_batch
 from tests.tiny_runs import h5_arrays, make_tree, tiny_config
@@ -40,6 +40,7 @@ def test_a_diverging_run_stops_at_the_step_whose_loss_is_not_finite(tree, tmp_pa
     assert all(np.all(np.isfinite(v)) for v in state.acan.weights), "the state kept is finite"
 
 
+@pytest.mark.slow  # several tiny runs
 def test_bfloat16_computes_f_in_bfloat16_with_float32_features_and_losses(tree, tmp_path):
     config = tiny_config(tree, str(tmp_path / "run"), mixed_precision="bfloat16", epochs=1, steps_per_epoch=2)
     acan = build_acan(config, num_cameras=3, steps_per_epoch=2)
@@ -81,6 +82,7 @@ def test_float16_scales_the_loss_and_takes_the_float32_step(tmp_path):
         assert np.linalg.norm(low - exact) < 0.25 * np.linalg.norm(exact)
 
 
+@pytest.mark.slow  # several tiny runs
 def test_jit_compile_is_off_on_a_cpu_unless_asked_and_takes_the_same_steps(tree, tmp_path):
     assert not use_jit_compile("auto") and use_jit_compile("on") and not use_jit_compile("off")
     weights = {}

@@ -1,10 +1,10 @@
 """Each loss of acan_tf.losses against a direct NumPy computation of the paper's equation."""
 
+from acan_tf import losses
+
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from acan_tf import losses
 
 
 def numpy_batch_hard(embeddings, pids, camids, margin):

@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from acan_tf.training.distribution import DistributionError, check_replica_split, check_tf_config, replica_slices
 from acan_tf.model.builder import build_acan
+from acan_tf.training.distribution import DistributionError, check_replica_split, check_tf_config, replica_slices
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
+
+pytestmark = pytest.mark.slow  # two worker processes: the full suite only
 
 TOLERANCE = 1e-5
 REFERENCE = textwrap.dedent(

@@ -7,7 +7,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from acan_tf.data.pipeline import Augmentation, TrainingBatches, augment, decode_image, find_unreadable, training_dataset
+from acan_tf.data.pipeline import (
+    Augmentation,
+    TrainingBatches,
+    augment,
+    decode_image,
+    find_unreadable,
+    training_dataset,
+)
 from acan_tf.data.records import ImageRecord, TrackletRecord
 from acan_tf.data.sampling import training_set
 from acan_tf.evaluation.features import extract_features

@@ -11,8 +11,14 @@ import threading
 import pytest
 import tensorflow as tf
 
-from acan_tf.training.preemption import (StopRequested, StopSignals, any_replica, exit_status, resume_command,
-                                         stop_message)
+from acan_tf.training.preemption import (
+    StopRequested,
+    StopSignals,
+    any_replica,
+    exit_status,
+    resume_command,
+    stop_message,
+)
 from tiny_runs import subprocess_env
 
 

@@ -15,9 +15,11 @@ from acan_tf.data.pipeline import inference_dataset
 from acan_tf.deploy import quantize
 from acan_tf.deploy.exporter import ExportError, check_formats, export_run
 from acan_tf.deploy.parity import ParityError
-from acan_tf.evaluate import evaluate_run
+from acan_tf.evaluation.runner import evaluate_run
 from run_fixtures import HEIGHT, WIDTH, make_run
 from tiny_runs import make_tree
+
+pytestmark = pytest.mark.slow  # int8 exports calibrated and evaluated: the full suite only
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALIBRATION = 16

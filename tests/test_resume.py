@@ -1,23 +1,25 @@
 """--resume: a run killed with SIGKILL mid-epoch continues from its saved state and ends with the weights of an
 uninterrupted run; the training state is saved atomically; an output directory holding a run is never reused by mistake."""
 
-from pathlib import Path
 import json
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from acan_tf.training.run_dir import RunDir
-from acan_tf.training.state import CheckpointError, Progress, TrainingState
 from acan_tf.config import ConfigError
 from acan_tf.model.builder import build_acan
+from acan_tf.training.run_dir import RunDir
+from acan_tf.training.state import CheckpointError, Progress, TrainingState
 from acan_tf.training.trainer import RunError, run
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command
+
+pytestmark = pytest.mark.slow  # killed and resumed training subprocesses: the full suite only
 
 # 2 epochs of 5 steps, the state saved every 2 steps: saves at steps 2, 4, 5 (epoch end), 6, 8, 10.
 RESUMABLE = dict(epochs=2, steps_per_epoch=5, checkpoint_every_steps=2, deterministic=True, resume=True)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from absl import flags
 
 from acan_tf.data import DATASET_NAMES, load_dataset
@@ -15,6 +16,8 @@ from acan_tf.data.sampling import training_set
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.training.trainer import run
 from tests.fixture_trees import write_duke_si_tree, write_mars_tree
+
+pytestmark = pytest.mark.slow  # tracklet runs through the train command: the full suite only
 
 REPO = Path(__file__).resolve().parents[1]
 CAMERAS = (1, 2)

@@ -2,26 +2,24 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-
-import re
 
 import numpy as np
 import pytest
 from absl import flags
 
-from tests import tiny_runs
 from acan_tf.config import Config, ConfigError
 from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
 from acan_tf.data.pipeline import TrainingBatches
 from acan_tf.data.sampling import SamplingError, training_set
-from acan_tf.data.synthetic import SyntheticSpec, generate
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.model.backbones import BACKBONES
 from acan_tf.training.run_dir import load_run
 from acan_tf.training.trainer import RunError, run
+from tests import tiny_runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The shared tiny run, evaluated after each of its two 2-step epochs.

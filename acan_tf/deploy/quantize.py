@@ -15,8 +15,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime
 import tensorflow as tf
-from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                      quantize_static)
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from acan_tf.config import Config

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from acan_tf import losses
+
 import keras
 import tensorflow as tf
 
-from acan_tf import losses
 from acan_tf.config import SCHEMES, WARMUPS
 from acan_tf.model.grl import gradient_reversal
 

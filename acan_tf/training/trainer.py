@@ -33,8 +33,14 @@ from acan_tf.model.builder import build_acan
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
 from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard
 from acan_tf.training.cross_camera import CrossCameraStage, CrossCameraState, describe_stages, is_round_epoch
-from acan_tf.training.distribution import (DistributionError, broadcast_from_chief, build_strategy,
-                                           check_replica_split, distribute_batches, is_chief)
+from acan_tf.training.distribution import (
+    DistributionError,
+    broadcast_from_chief,
+    build_strategy,
+    check_replica_split,
+    distribute_batches,
+    is_chief,
+)
 from acan_tf.training.loop import NonFiniteError, fit, use_jit_compile
 from acan_tf.training.preemption import StopRequested, StopSignals
 from acan_tf.training.run_dir import RunDir, RunDirectoryError
