@@ -33,14 +33,17 @@ class Config:
 
     The runtime settings (output folder, overwrite/resume, analyses, checkpoint cadence, evaluation batch,
     strategy, XLA) do not change the numbers a run produces: `--resume` may change them, and the experiments
-    reuse a finished run whatever they were (`computed()` is the one rule for both). The defaults are a CPU-sized run on the synthetic benchmark (`python -m acan_tf.train` with no flags);
+    reuse a finished run whatever they were (`computed()` is the one rule for both). The defaults are a CPU-sized
+    run on the synthetic benchmark (`python -m acan_tf.train` with no flags);
     the paper's settings (IV-A) for each real dataset are in configs/<dataset>.cfg.
     """
 
     # Data.
     dataset: str = _field("synthetic", "Dataset layout to read (see acan_tf.data.DATASET_NAMES).")
-    data_root: str = _field("data/synthetic", "Dataset folder or its parent; the synthetic benchmark is generated here if absent.")
-    synthetic_camera_shift: float = _field(1.0, "Strength of the cameras' shifts when the synthetic benchmark is generated (0-1).")
+    data_root: str = _field("data/synthetic", "Dataset folder or its parent; the synthetic benchmark is generated "
+                                              "here if absent.")
+    synthetic_camera_shift: float = _field(1.0, "Strength of the cameras' shifts when the synthetic benchmark is "
+                                                "generated (0-1).")
     image_height: int = _field(64, "Input height H (paper: 256; the dataset flagfiles set it).")
     image_width: int = _field(32, "Input width W (paper: 128).")
     frames_per_tracklet: int = _field(4, "Frames T sampled per tracklet in training (video datasets).")
@@ -49,7 +52,8 @@ class Config:
     num_identities: int = _field(16, "P: identities per triplet batch, all from one camera (paper: 32).")
     num_instances: int = _field(4, "K: images (or tracklets) per identity in a triplet batch.")
     camera_batch_size: int = _field(64, "B: the camera-balanced batch holds floor(B/C) images of every camera.")
-    camera_sampling: str = _field("quota", "quota: exact floor(B/C) per camera; rejection: balanced on average.", ("quota", "rejection"))
+    camera_sampling: str = _field("quota", "quota: exact floor(B/C) per camera; rejection: balanced on "
+                                           "average.", ("quota", "rejection"))
     # Augmentation.
     flip: bool = _field(True, "Random horizontal flip.")
     pad: int = _field(4, "Zero padding before the random crop, in pixels (0: no crop); 10 at 256x128.")
@@ -61,7 +65,8 @@ class Config:
     # Objective (Eq. 13).
     scheme: str = _field("oce", "Adversarial scheme: none (only L_Triplet), grl, oce (the paper's) or ace.", SCHEMES)
     adv_weight: float = _field(1.0, "lambda in Eq. 13 (paper: 1).")
-    adv_warmup: str = _field("none", "Warm-up of lambda: none (paper), linear over --adv_warmup_epochs, or dann.", WARMUPS)
+    adv_warmup: str = _field("none", "Warm-up of lambda: none (paper), linear over --adv_warmup_epochs, or "
+                                     "dann.", WARMUPS)
     adv_warmup_epochs: int = _field(0, "Epochs of the linear lambda warm-up.")
     margin: float = _field(0.3, "Triplet margin m (paper: 0.3).")
     # Cross-camera association (beyond the paper; acan_tf.training.association).
@@ -72,10 +77,13 @@ class Config:
         "cross-camera labels).",
         CROSS_CAMERA,
     )
-    association_first_epoch: int = _field(2, "First epoch (1-based) trained with pseudo-identities; the association runs before it.")
+    association_first_epoch: int = _field(2, "First epoch (1-based) trained with pseudo-identities; the association "
+                                             "runs before it.")
     association_every: int = _field(1, "Associate again every N epochs after the first round.")
-    association_threshold: float = _field(0.3, "Cosine similarity (of per-camera centred proxies) a link needs, in [-1, 1].")
-    association_centering: bool = _field(True, "Subtract each camera's mean proxy before linking (removes camera bias).")
+    association_threshold: float = _field(0.3, "Cosine similarity (of per-camera centred proxies) a link needs, in "
+                                               "[-1, 1].")
+    association_centering: bool = _field(True, "Subtract each camera's mean proxy before linking (removes camera "
+                                               "bias).")
     association_weight: float = _field(1.0, "Weight of the cross-camera triplet loss over pseudo-identities.")
     # Optimisation (SGD with momentum, step decay).
     epochs: int = _field(12, "Training epochs (paper: 300).")
@@ -84,7 +92,8 @@ class Config:
     lr_new: float = _field(0.01, "Learning rate of the new layers, D (paper: 0.01).")
     momentum: float = _field(0.9, "SGD momentum.")
     weight_decay: float = _field(5e-4, "Decoupled weight decay of both optimizers.")
-    lr_decay_epochs: tuple[int, ...] = _field((8,), "Epochs at which learning rates are multiplied by --lr_decay_factor (paper: 100,200).")
+    lr_decay_epochs: tuple[int, ...] = _field((8,), "Epochs at which learning rates are multiplied by "
+                                                    "--lr_decay_factor (paper: 100,200).")
     lr_decay_factor: float = _field(0.1, "Learning-rate decay factor (paper: 0.1).")
     # Evaluation and output.
     validation_identities: int = _field(
@@ -92,12 +101,17 @@ class Config:
         "without the test split); 0: evaluate on the test split.")
     eval_every: int = _field(3, "Evaluate every N epochs (0: only at the end).")
     eval_batch_size: int = _field(128, "Images per batch when extracting features.", runtime=True)
-    normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model does).")
-    analyses: bool = _field(True, "After training, write the paper's analysis figures into the run directory (plots/, TensorBoard images): D's camera confusion, t-SNE, CMC, ranked list, convergence.", runtime=True)
+    normalize_features: bool = _field(True, "L2-normalise features before Euclidean ranking (as the exported model "
+                                            "does).")
+    analyses: bool = _field(True, "After training, write the paper's analysis figures into the run directory (plots/, "
+                                  "TensorBoard images): D's camera confusion, t-SNE, CMC, ranked list, convergence.",
+                            runtime=True)
     output_dir: str = _field("runs/acan", "Run directory: checkpoints, TensorBoard logs, report.json.", runtime=True)
     overwrite: bool = _field(False, "Replace an existing run in --output_dir.", runtime=True)
-    resume: bool = _field(False, "Continue the run saved in --output_dir from its last saved state (start it if there is none).", runtime=True)
-    checkpoint_every_steps: int = _field(0, "Save the training state for --resume every N steps and after every epoch; 0: every half epoch.", runtime=True)
+    resume: bool = _field(False, "Continue the run saved in --output_dir from its last saved state (start it if there "
+                                 "is none).", runtime=True)
+    checkpoint_every_steps: int = _field(0, "Save the training state for --resume every N steps and after every "
+                                            "epoch; 0: every half epoch.", runtime=True)
     collapse_guard: str = _field(
         "stop",
         "When the embedding collapses (every image embedded alike, the triplet loss stuck at the margin): stop the run "
@@ -105,24 +119,29 @@ class Config:
         ("stop", "warn"), runtime=True,
     )
     seed: int = _field(0, "Seed of sampling, augmentation and initialisation.")
-    deterministic: bool = _field(False, "TensorFlow op determinism: a rerun, or a resumed run, gives the same weights bit for bit.")
+    deterministic: bool = _field(False, "TensorFlow op determinism: a rerun, or a resumed run, gives the same weights "
+                                        "bit for bit.")
     # Hardware.
     strategy: str = _field(
         "auto",
         "auto: mirrored with more than one GPU, else one device; mirrored: MirroredStrategy over the local GPUs (or "
-        "logical CPUs); multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG; one_device: the first GPU or the CPU.",
+        "logical CPUs); multi_worker: MultiWorkerMirroredStrategy configured by TF_CONFIG; one_device: the first GPU "
+        "or the CPU.",
         ("auto", "one_device", "mirrored", "multi_worker"),
         runtime=True,
     )
-    mixed_precision: str = _field("none", "Compute in bfloat16 or float16 (with loss scaling), weights and losses in float32; for GPUs.", ("none", "bfloat16", "float16"))
-    jit_compile: str = _field("auto", "XLA-compile the training step: auto (on when a GPU is visible), on, off.", ("auto", "on", "off"), runtime=True)
+    mixed_precision: str = _field("none", "Compute in bfloat16 or float16 (with loss scaling), weights and losses in "
+                                          "float32; for GPUs.", ("none", "bfloat16", "float16"))
+    jit_compile: str = _field("auto", "XLA-compile the training step: auto (on when a GPU is visible), on, "
+                                      "off.", ("auto", "on", "off"), runtime=True)
 
     def __post_init__(self) -> None:
         _check(self)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in dataclasses.fields(self)}
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self)}
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> "Config":
@@ -193,5 +212,6 @@ def _check(config: Config) -> None:
     require(0.0 <= config.synthetic_camera_shift <= 1.0, "synthetic_camera_shift", "a number in [0, 1]")
     require(config.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1")
     require(bool(config.output_dir), "output_dir", "a directory path")
-    require(not (config.resume and config.overwrite), "resume", "False with --overwrite (--resume continues the run, --overwrite replaces it)")
+    require(not (config.resume and config.overwrite), "resume", "False with --overwrite (--resume continues the run, "
+                                                                "--overwrite replaces it)")
     require(config.checkpoint_every_steps >= 0, "checkpoint_every_steps", "an integer >= 0 (0: every half epoch)")

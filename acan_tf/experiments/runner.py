@@ -109,9 +109,11 @@ def run_experiment(
     experiment = EXPERIMENTS[name]
     values = tuple(experiment.values if values is None else values)
     if not values or not seeds:
-        raise ExperimentError(f"the experiment needs at least one value and one seed, got values {values} and seeds {seeds}")
+        raise ExperimentError(f"the experiment needs at least one value and one seed, got values {values} and seeds "
+                              f"{seeds}")
     # Validates every setting before the first (long) run.
-    configs = {(value, seed): _run_config(base, experiment, value, seed, output_dir) for value in values for seed in seeds}
+    configs = {(value, seed): _run_config(base, experiment, value, seed, output_dir)
+               for value in values for seed in seeds}
     runs = []
     for (value, seed), config in configs.items():
         runs.append({"value": value, "seed": seed, "run_dir": config.output_dir, **train_or_reuse(config)})
@@ -185,7 +187,8 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
         f"Dataset {config['dataset']} at `{config['data_root']}`, backbone {config['backbone']} at "
         f"{config['image_height']}x{config['image_width']}, P={config['num_identities']}, K={config['num_instances']}, "
         f"camera batch {config['camera_batch_size']}, {config['epochs']} epochs x {config['steps_per_epoch']} steps, "
-        f"learning rates {config['lr_pretrained']} (F) and {config['lr_new']} (D), decay x{config['lr_decay_factor']} at "
+        f"learning rates {config['lr_pretrained']} (F) and {config['lr_new']} (D), "
+        f"decay x{config['lr_decay_factor']} at "
         f"epochs {config['lr_decay_epochs']}, scheme {config['scheme']}, λ={config['adv_weight']}, "
         f"D width {config['disc_width']}; the experiment varies `{results['parameter']}`.",
         "",
@@ -209,16 +212,19 @@ def write_figures(experiment: Experiment, results: Mapping, output_dir: str) -> 
     by_value = {str(value): [run for run in results["runs"] if run["value"] == value] for value in results["values"]}
     figures = {}
     confusions = {label: np.mean([run["final"]["camera_confusion"] for run in runs], axis=0)
-                  for label, runs in by_value.items() if all(run["final"].get("camera_confusion") is not None for run in runs)}
+                  for label, runs in by_value.items()
+                  if all(run["final"].get("camera_confusion") is not None for run in runs)}
     if confusions:
         figures["confusion_matrices.png"] = lambda path: plots.plot_confusion_matrices(
-            confusions, path, title=f"D's camera confusion on the test features (mean of {len(results['seeds'])} seed(s))")
+            confusions, path,
+            title=f"D's camera confusion on the test features (mean of {len(results['seeds'])} seed(s))")
     figures["cmc.png"] = lambda path: plots.plot_cmc(
         {label: np.mean([run["final"]["cmc"] for run in runs], axis=0) for label, runs in by_value.items()}, path,
         title="CMC (mean over seeds)")
     histories = {label: _mean_history(runs) for label, runs in by_value.items()}
     if all(len(history) >= 2 for history in histories.values()):
-        figures["convergence.png"] = lambda path: plots.plot_convergence(histories, path, title="Convergence (mean over seeds)")
+        figures["convergence.png"] = lambda path: plots.plot_convergence(histories, path, title="Convergence (mean "
+            "over seeds)")
     if experiment.parse is not str:
         figures["sweep.png"] = lambda path: plots.plot_sweep(
             results["values"],
@@ -234,7 +240,8 @@ def _mean_history(runs: Sequence[Mapping]) -> list[dict]:
     """mAP and rank-1 per epoch, averaged over the runs that evaluated at that epoch."""
     epochs = sorted({evaluation["epoch"] for run in runs for evaluation in run["evaluations"]})
     return [
-        {"epoch": epoch, **{key: float(np.mean([e[key] for run in runs for e in run["evaluations"] if e["epoch"] == epoch]))
+        {"epoch": epoch,
+         **{key: float(np.mean([e[key] for run in runs for e in run["evaluations"] if e["epoch"] == epoch]))
                             for key in ("mAP", "rank1")}}
         for epoch in epochs
     ]
@@ -269,7 +276,8 @@ def _previous_report(folder: RunDir) -> dict | None:
     try:
         return folder.read_report()
     except RunDirectoryError as error:
-        raise ExperimentError(f"{folder.report_file} is unreadable ({error}); delete the run folder to train it again") from error
+        raise ExperimentError(f"{folder.report_file} is unreadable ({error}); delete the run folder to train it "
+                              "again") from error
 
 
 def _is_interrupted_run(config: Config) -> bool:

@@ -1,4 +1,5 @@
-"""Keras callbacks of a training run: periodic Re-ID evaluation, checkpoints for export and for --resume, TensorBoard scalars."""
+"""Keras callbacks of a training run: periodic Re-ID evaluation, checkpoints for export and for --resume,
+TensorBoard scalars."""
 
 from __future__ import annotations
 
@@ -142,7 +143,8 @@ class TrainingLogs(keras.callbacks.Callback):
                 if not name.startswith("val_"):
                     tf.summary.scalar(f"epoch_{name}", value)
             for name, optimizer in self.optimizers.items():
-                tf.summary.scalar(f"epoch_learning_rate_{name}", float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+                rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                tf.summary.scalar(f"epoch_learning_rate_{name}", rate)
         with self.validation_writer.as_default(step=epoch + 1):
             for name, value in logs.items():
                 if name.startswith("val_"):

@@ -35,7 +35,8 @@ class CrossCameraState:
 
     def to_json(self) -> dict[str, Any]:
         """The state as progress.json keeps it."""
-        return {"pseudo_ids": None if self.pseudo_ids is None else self.pseudo_ids.tolist(), "rounds": list(self.rounds)}
+        ids = None if self.pseudo_ids is None else self.pseudo_ids.tolist()
+        return {"pseudo_ids": ids, "rounds": list(self.rounds)}
 
     @classmethod
     def from_json(cls, document: dict[str, Any] | None) -> "CrossCameraState":

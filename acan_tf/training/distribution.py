@@ -1,4 +1,5 @@
-"""tf.distribute for training: the strategy of --strategy, which process writes the run, and each replica's share of a step.
+"""tf.distribute for training: the strategy of --strategy, which process writes the run, and each replica's share
+of a step.
 
 Each of the N replicas trains on a contiguous slice of the global batch and mines its triplets locally (losses
 are not reduced globally): the P×K triplet batch is grouped identity by identity, so a slice is P/N whole
@@ -38,7 +39,8 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
 
 def check_tf_config(value: str | None) -> None:
     """Raises a DistributionError unless `value` is a TF_CONFIG naming the cluster and this process's task in it."""
-    help_text = 'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}} (see BUILD.md)'
+    help_text = ('e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}} '
+                 "(see BUILD.md)")
     if not value:
         raise DistributionError(f"--strategy=multi_worker needs the TF_CONFIG environment variable, {help_text}")
     try:
@@ -49,7 +51,8 @@ def check_tf_config(value: str | None) -> None:
     except (ValueError, KeyError, TypeError) as error:
         raise DistributionError(f"TF_CONFIG={value!r} cannot be read ({error!r}); expected {help_text}") from error
     if not ok:
-        raise DistributionError(f"TF_CONFIG={value!r}: task index is not a position in cluster[{task['type']!r}]; expected {help_text}")
+        raise DistributionError(f"TF_CONFIG={value!r}: task index is not a position in cluster[{task['type']!r}]; "
+                                f"expected {help_text}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -97,7 +100,9 @@ def replica_slices(batches: tf.data.Dataset, num_replicas: int, first: int, coun
     return batches.map(split).unbatch()
 
 
-def distribute_batches(strategy: tf.distribute.Strategy, make_batches: Callable[[], tf.data.Dataset]) -> tf.distribute.DistributedDataset:
+def distribute_batches(
+    strategy: tf.distribute.Strategy, make_batches: Callable[[], tf.data.Dataset]
+) -> tf.distribute.DistributedDataset:
     """The global batches of `make_batches()` (one per step) split across the strategy's replicas.
 
     Every worker builds the same global stream (a step is a function of the seed and the step) and keeps its

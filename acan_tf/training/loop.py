@@ -54,7 +54,9 @@ def make_step_function(
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
 
     @tf.function
-    def step(iterator: tf.distribute.DistributedIterator, stop: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
+    def step(
+        iterator: tf.distribute.DistributedIterator, stop: tf.Tensor
+    ) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
         logs, local_values = strategy.run(replica_step, args=(next(iterator),))
         for variable, value in zip(replica_local, local_values):
             variable.assign(mean(value))

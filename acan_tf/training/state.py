@@ -82,7 +82,8 @@ class TrainingState:
     def __init__(self, acan: ACAN):
         self.acan = acan
         self.checkpoint = tf.train.Checkpoint(
-            encoder=acan.encoder, discriminator=acan.discriminator, f_optimizer=acan.f_optimizer, d_optimizer=acan.d_optimizer
+            encoder=acan.encoder, discriminator=acan.discriminator, f_optimizer=acan.f_optimizer,
+            d_optimizer=acan.d_optimizer,
         )
 
     def save(self, run_dir: str, progress: Progress) -> None:

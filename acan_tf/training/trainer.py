@@ -68,7 +68,7 @@ class TrainingData:
 
 
 def check_output_dir(config: Config) -> bool:
-    """Whether to resume the run saved in --output_dir; refuses a folder holding files unless --resume or --overwrite."""
+    """Whether to resume the run in --output_dir; refuses a folder holding files without --resume or --overwrite."""
     folder = config.output_dir
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise RunError(f"--output_dir={folder} is a file; expected a directory")
@@ -107,11 +107,13 @@ def check_same_run(config: Config, folder: RunDir) -> None:
     try:
         saved = folder.read_config()
     except (RunDirectoryError, ConfigError, TypeError) as error:
-        raise RunError(f"--resume: {folder.config_file} cannot be read ({error}); pass --overwrite to start over") from error
+        raise RunError(f"--resume: {folder.config_file} cannot be read ({error}); pass --overwrite to start "
+                       "over") from error
     ours, theirs = config.computed(), saved.computed()
     changed = [name for name in ours if ours[name] != theirs[name]]
     if changed:
-        listing = ", ".join(f"--{name}={getattr(config, name)!r} (saved run: {getattr(saved, name)!r})" for name in changed)
+        listing = ", ".join(f"--{name}={getattr(config, name)!r} (saved run: {getattr(saved, name)!r})"
+                            for name in changed)
         raise RunError(f"--resume: {listing}; resume with the saved run's settings, or start a new run")
 
 
@@ -132,7 +134,7 @@ def load_training_data(config: Config) -> TrainingData:
 
 
 def run(config: Config) -> dict:
-    """Trains according to `config` (continuing a saved run with --resume), evaluates, and returns (and writes) the report.
+    """Trains by `config` (continuing a saved run with --resume), evaluates, and returns (and writes) the report.
 
     The run holds the lock of its run directory while it works (a second trainer on it fails at once); a SIGTERM or
     SIGINT ends it after the step in flight with its state saved, as StopRequested naming the step.
@@ -232,7 +234,8 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
     # The guard first: at the step where it fires, nothing is saved.
     callbacks = [CollapseCallback(guard), LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
     if chief:
-        logs = TrainingLogs(write_dir.logs_dir, max(1, steps_per_epoch // 10), {"F": acan.f_optimizer, "D": acan.d_optimizer})
+        logs = TrainingLogs(write_dir.logs_dir, max(1, steps_per_epoch // 10),
+                            {"F": acan.f_optimizer, "D": acan.d_optimizer})
         callbacks = [evaluation, *callbacks, logs]  # evaluation first: the others record its val_* logs
     try:
         with StopSignals() as signals:
@@ -291,9 +294,9 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
     })
     folder.write_report(report)
     if config.analyses and evaluation.final_features:  # after report.json, the run's result, is safe
-        write_analyses(folder.plots_dir, folder.analysis_logdir, {**evaluation.evaluations[-1], **evaluation.final_features},
-                       data.dataset.query, data.dataset.gallery, report["evaluations"],
-                       camera_names(train.camera_classes), config.epochs)
+        final = {**evaluation.evaluations[-1], **evaluation.final_features}
+        write_analyses(folder.plots_dir, folder.analysis_logdir, final, data.dataset.query, data.dataset.gallery,
+                       report["evaluations"], camera_names(train.camera_classes), config.epochs)
     return report
 
 
