@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.cfg"))
 REAL_DATASETS = ("market1501", "dukemtmcreid", "msmt17", "mars", "duke_si_tracklet")
 PAPER_CONFIGS = [path for path in CONFIGS if path.stem in REAL_DATASETS]
+ASSOCIATION_CONFIGS = [path for path in CONFIGS if path.stem.endswith("_association")]
 VIDEO_DATASETS = ("mars", "duke_si_tracklet")
 TRAIN_COMMAND = "python -m acan_tf.train "
 
@@ -46,8 +47,21 @@ def parse(*argv: str) -> Config:
     return config_from_flags(flag_values)
 
 
-def test_there_is_one_flagfile_per_real_dataset_and_one_for_the_synthetic_benchmark():
-    assert sorted(path.stem for path in CONFIGS) == sorted([*REAL_DATASETS, "synthetic"])
+def test_there_is_one_flagfile_per_real_dataset_with_and_without_association_and_one_for_the_synthetic_benchmark():
+    expected = [*REAL_DATASETS, *(f"{name}_association" for name in REAL_DATASETS), "synthetic"]
+    assert sorted(path.stem for path in CONFIGS) == sorted(expected)
+
+
+@pytest.mark.parametrize("path", ASSOCIATION_CONFIGS, ids=lambda path: path.name)
+def test_association_flagfile_is_the_papers_plus_the_stage(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the nested flagfile's path is relative to the repository, as the docs run it
+    dataset = path.stem[: -len("_association")]
+    config, paper = parse(f"--flagfile={path}"), parse(f"--flagfile={REPO / 'configs' / f'{dataset}.cfg'}")
+    assert config.cross_camera == "association" and config.output_dir == f"runs/{dataset}-oce-association"
+    assert 1 <= config.association_first_epoch <= config.epochs
+    stage = {"cross_camera", "output_dir"} | {name for name in config.to_json() if name.startswith("association_")}
+    assert {k: v for k, v in config.to_json().items() if k not in stage} == \
+        {k: v for k, v in paper.to_json().items() if k not in stage}
 
 
 def test_the_synthetic_flagfile_is_the_run_without_flags():
@@ -90,12 +104,16 @@ def reproduce_commands() -> list[str]:
     return [line.strip()[len(TRAIN_COMMAND):] for line in lines if line.strip().startswith(TRAIN_COMMAND)]
 
 
-def test_reproduce_md_runs_every_dataset_with_every_scheme_into_its_own_folder():
+def test_reproduce_md_runs_every_dataset_with_every_scheme_into_its_own_folder(monkeypatch):
+    monkeypatch.chdir(REPO)  # the association flagfiles name the paper's by a path relative to the repository
     configs = []
     for command in reproduce_commands():
         # The flagfile paths are relative to the repository, where the docs tell users to run them.
         args = [arg.replace("--flagfile=", f"--flagfile={REPO}/", 1) for arg in shlex.split(command)]
         configs.append(parse(*args))
+    stage = [c for c in configs if c.cross_camera == "association"]
+    assert sorted(c.dataset for c in stage) == sorted(REAL_DATASETS), "one association run per dataset"
+    configs = [c for c in configs if c.cross_camera == "none"]
     assert sorted((c.dataset, c.scheme) for c in configs) == sorted(
         (dataset, scheme) for dataset in REAL_DATASETS for scheme in SCHEMES
     )

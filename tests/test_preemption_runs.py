@@ -48,7 +48,8 @@ def reference(tiny_tree, tmp_path_factory):
     return h5_arrays(str(out / "checkpoints" / "last.weights.h5"))
 
 
-@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGTERM)], ids=["SIGTERM", "SIGINT+second"])
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGTERM)],
+                         ids=["SIGTERM", "SIGINT+second"])
 def test_a_signal_saves_the_step_exits_128_plus_signal_and_resume_is_bit_identical(tiny_tree, tmp_path, reference,
                                                                                  signals):
     out = tmp_path / "run"
