@@ -95,6 +95,8 @@ class Config:
     lr_decay_epochs: tuple[int, ...] = _field((8,), "Epochs at which learning rates are multiplied by "
                                                     "--lr_decay_factor (paper: 100,200).")
     lr_decay_factor: float = _field(0.1, "Learning-rate decay factor (paper: 0.1).")
+    lr_warmup_epochs: int = _field(0, "Linear warm-up of both learning rates over the first N epochs (paper: none; "
+                                      "fine-tuning a pretrained backbone may need it).")
     # Evaluation and output.
     validation_identities: int = _field(
         0, "Hold out N training identities and evaluate on them instead of the test split (to choose settings "
@@ -207,6 +209,7 @@ def _check(config: Config) -> None:
     require(decay == sorted(set(decay)) and all(e >= 1 for e in decay), "lr_decay_epochs",
             "increasing positive epoch numbers, e.g. 100,200")
     require(0.0 < config.lr_decay_factor <= 1.0, "lr_decay_factor", "a number in (0, 1]")
+    require(config.lr_warmup_epochs >= 0, "lr_warmup_epochs", "an integer >= 0 (0: no warm-up)")
     require(config.eval_every >= 0, "eval_every", "an integer >= 0 (0: only at the end)")
     require(config.validation_identities >= 0, "validation_identities", "an integer >= 0 (0: the test split)")
     require(0.0 <= config.synthetic_camera_shift <= 1.0, "synthetic_camera_shift", "a number in [0, 1]")

@@ -27,13 +27,38 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def step_decay(base_rate: float, config: Config, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """`base_rate` multiplied by --lr_decay_factor at each of --lr_decay_epochs (IV-A: ×0.1 at 100 and 200)."""
-    if not config.lr_decay_epochs:
+class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """A rate rising linearly over `warmup_steps` steps, multiplied by `factor` at each step of `boundaries`."""
+
+    def __init__(self, base_rate: float, warmup_steps: int, boundaries: list[int], factor: float):
+        self.base_rate, self.warmup_steps, self.boundaries, self.factor = base_rate, warmup_steps, boundaries, factor
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        # After a boundary, as keras.optimizers.schedules.PiecewiseConstantDecay (the schedule without warm-up).
+        decays = sum(keras.ops.cast(step > boundary, "float32") for boundary in self.boundaries)
+        rate = self.base_rate * keras.ops.power(self.factor, decays)
+        if self.warmup_steps:  # the first step (0) already moves: (step + 1) / warmup_steps
+            rate = rate * keras.ops.minimum(1.0, (step + 1.0) / self.warmup_steps)
+        return rate
+
+    def get_config(self) -> dict:
+        return {"base_rate": self.base_rate, "warmup_steps": self.warmup_steps, "boundaries": self.boundaries,
+                "factor": self.factor}
+
+
+def step_decay(
+    base_rate: float, config: Config, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """`base_rate` after --lr_warmup_epochs of linear warm-up, multiplied by --lr_decay_factor at each of
+    --lr_decay_epochs (IV-A: ×0.1 at 100 and 200; the paper has no warm-up)."""
+    if not config.lr_decay_epochs and not config.lr_warmup_epochs:
         return base_rate
     boundaries = [epoch * steps_per_epoch for epoch in config.lr_decay_epochs]
-    values = [base_rate * config.lr_decay_factor**i for i in range(len(boundaries) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if not config.lr_warmup_epochs:  # exactly the schedule runs made before the warm-up existed
+        values = [base_rate * config.lr_decay_factor**i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    return WarmupStepDecay(base_rate, config.lr_warmup_epochs * steps_per_epoch, boundaries, config.lr_decay_factor)
 
 
 def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
