@@ -80,7 +80,7 @@ class Config:
     association_first_epoch: int = _field(2, "First epoch (1-based) trained with pseudo-identities; the association "
                                              "runs before it.")
     association_every: int = _field(1, "Associate again every N epochs after the first round.")
-    association_threshold: float = _field(0.3, "Cosine similarity (of per-camera centred proxies) a link needs, in "
+    association_threshold: float = _field(0.0, "Cosine similarity (of per-camera centred proxies) a link needs, in "
                                                "[-1, 1].")
     association_centering: bool = _field(True, "Subtract each camera's mean proxy before linking (removes camera "
                                                "bias).")
