@@ -27,7 +27,9 @@ def dtype_policy(name: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def step_decay(base_rate: float, config: Config, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def step_decay(
+    base_rate: float, config: Config, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """`base_rate` multiplied by --lr_decay_factor at each of --lr_decay_epochs (IV-A: ×0.1 at 100 and 200)."""
     if not config.lr_decay_epochs:
         return base_rate
@@ -64,7 +66,8 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
 
     def sgd(rate: float) -> keras.optimizers.Optimizer:
         optimizer = keras.optimizers.SGD(
-            step_decay(rate, config, steps_per_epoch), momentum=config.momentum, weight_decay=config.weight_decay or None
+            step_decay(rate, config, steps_per_epoch), momentum=config.momentum,
+            weight_decay=config.weight_decay or None,
         )
         return keras.optimizers.LossScaleOptimizer(optimizer) if config.mixed_precision == "float16" else optimizer
 
