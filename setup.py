@@ -12,7 +12,8 @@ with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements
 setup(
     name="acan-tf",
     version="0.1.0",
-    description="Adversarial Camera Alignment Network for person re-identification with intra-camera labels (TensorFlow/Keras)",
+    description="Adversarial Camera Alignment Network for person re-identification with intra-camera labels "
+                "(TensorFlow/Keras)",
     packages=find_packages(include=["acan_tf", "acan_tf.*"]),
     python_requires=">=3.10",
     install_requires=[TENSORFLOW, *REQUIREMENTS],

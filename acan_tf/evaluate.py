@@ -1,4 +1,4 @@
-"""`python -m acan_tf.evaluate`: Re-ID metrics of a training run or an exported SavedModel on a dataset's query and gallery.
+"""`python -m acan_tf.evaluate`: Re-ID metrics of a training run or an exported SavedModel on a query and gallery.
 
     python -m acan_tf.evaluate --run_dir=runs/acan [--checkpoint=best|last] [--dataset=... --data_root=...]
     python -m acan_tf.evaluate --saved_model=models/acan/1 [--dataset=... --data_root=...]
@@ -39,12 +39,14 @@ def define_flags() -> None:
     flags.DEFINE_boolean("rerank", False, "Re-rank with k-reciprocal encoding (Zhong et al. 2017).")
     flags.DEFINE_integer("rerank_k1", Reranking.k1, "k1 of re-ranking.", lower_bound=1)
     flags.DEFINE_integer("rerank_k2", Reranking.k2, "k2 of re-ranking.", lower_bound=1)
-    flags.DEFINE_float("rerank_lambda", Reranking.lambda_value, "lambda of re-ranking: weight of the original distance.",
-                       lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_string("output", None, "JSON file to write; default: evaluation_<checkpoint>[_<dataset>][_rerank].json "
-                        "in the run directory, or evaluation[_<dataset>][_rerank].json in the SavedModel folder.")
+    flags.DEFINE_float("rerank_lambda", Reranking.lambda_value,
+                       "lambda of re-ranking: weight of the original distance.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_string("output", None, "JSON file to write; default: "
+                        "evaluation_<checkpoint>[_<dataset>][_rerank].json in the run directory, or "
+                        "evaluation[_<dataset>][_rerank].json in the SavedModel folder.")
     flags.DEFINE_boolean("analyses", False, "Also write the analysis figures (plots/*.png) and TensorBoard images and "
-                         "projector (logs/analysis/) into the run directory, or the folder of --output for a SavedModel.")
+                         "projector (logs/analysis/) into the run directory, or the folder of --output for a "
+                         "SavedModel.")
     flags.DEFINE_integer("tsne_points", 2000, "Most points in the t-SNE figure.", lower_bound=3)
 
 
@@ -76,7 +78,8 @@ def main(argv: list[str]) -> None:
     data = document["dataset"]
     print(f"{data['name']} at {data['root']}: {data['num_query']} queries, {data['num_gallery']} gallery "
           f"{'tracklets' if data['is_video'] else 'images'}"
-          + (f"; re-ranked (k1={reranking.k1}, k2={reranking.k2}, lambda={reranking.lambda_value})" if reranking else ""))
+          + (f"; re-ranked (k1={reranking.k1}, k2={reranking.k2}, lambda={reranking.lambda_value})"
+             if reranking else ""))
     print(format_metrics(document["metrics"]))
     for name, path in document["analyses"].items():
         print(f"{name}: {path}")

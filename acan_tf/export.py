@@ -26,13 +26,15 @@ USER_ERRORS = (ConfigError, RunDirectoryError, ExportError, VersionError, Parity
                DatasetError, EvaluateError)
 
 flags.DEFINE_string("run_dir", None, "Training run directory (config.json, run.json, checkpoints/).", required=True)
-flags.DEFINE_string("output_dir", None, "Model base folder: the export goes to OUTPUT_DIR/MODEL_NAME/VERSION.", required=True)
+flags.DEFINE_string("output_dir", None, "Model base folder: the export goes to OUTPUT_DIR/MODEL_NAME/VERSION.",
+                    required=True)
 flags.DEFINE_string("model_name", None, "Model name (TF Serving's model folder).", required=True)
 flags.DEFINE_integer("version", None, "Version folder; default: one more than the highest present. Never overwritten.")
 flags.DEFINE_list("formats", list(DEFAULT_FORMATS), "Formats to export: saved_model, onnx, onnx_int8 (needs onnx).")
 flags.DEFINE_enum("checkpoint", "best", list(CHECKPOINTS), "Checkpoint of the run to export.")
 flags.DEFINE_integer("opset", OPSET, "ONNX opset.")
-flags.DEFINE_float("saved_model_tolerance", SAVED_MODEL_TOLERANCE, "Largest allowed |SavedModel − Keras| on sample inputs.")
+flags.DEFINE_float("saved_model_tolerance", SAVED_MODEL_TOLERANCE,
+                   "Largest allowed |SavedModel − Keras| on sample inputs.")
 flags.DEFINE_float("onnx_tolerance", ONNX_TOLERANCE, "Largest allowed |ONNX Runtime − Keras| on sample inputs.")
 flags.DEFINE_float("int8_map_tolerance", quantize.MAP_TOLERANCE,
                    "Largest allowed drop of test mAP from the Keras model to the int8 ONNX model (0.01: one point).")
@@ -59,7 +61,8 @@ def main(argv: list[str]) -> None:
         sys.exit(f"acan_tf.export: error: {error}")
     for name, values in result.card["parity"]["max_abs_difference"].items():
         figures = ", ".join(f"{kind} {value:.2e}" for kind, value in values.items())
-        print(f"{name}: largest difference from Keras {figures} (tolerance {result.card['parity']['tolerance'][name]:g})")
+        print(f"{name}: largest difference from Keras {figures} "
+              f"(tolerance {result.card['parity']['tolerance'][name]:g})")
     int8 = result.card["parity"].get("onnx_int8")
     if int8 is not None:
         print(f"onnx_int8 ({int8['quantization']['method']}): test " + ", ".join(

@@ -16,7 +16,9 @@ _DEFINE = {
 }
 
 
-def define_flags(choices: dict[str, tuple[str, ...]] | None = None, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+def define_flags(
+    choices: dict[str, tuple[str, ...]] | None = None, flag_values: flags.FlagValues = flags.FLAGS
+) -> None:
     """Defines one flag per Config field; `choices` adds enumerations known only to registries (dataset, backbone)."""
     choices = choices or {}
     defaults = Config()
@@ -41,6 +43,8 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
             try:
                 value = tuple(int(v) for v in value)
             except ValueError as error:
-                raise flags.IllegalFlagValueError(f"--{field.name}={','.join(value)}: expected integers, e.g. 100,200") from error
+                raise flags.IllegalFlagValueError(
+                    f"--{field.name}={','.join(value)}: expected integers, e.g. 100,200"
+                ) from error
         values[field.name] = value
     return Config(**values)

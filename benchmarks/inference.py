@@ -54,7 +54,8 @@ def median_seconds(calls: dict[str, Callable[[], object]], runs: int, warmup: in
 
 def export_untrained(backbone: str, height: int, width: int, folder: str, opset: int, calibration_images: int) -> dict:
     """Writes an untrained F as SavedModel, model.onnx and model_int8.onnx into `folder`; returns the quantization."""
-    acan = build_acan(Config(backbone=backbone, image_height=height, image_width=width), num_cameras=2, steps_per_epoch=1)
+    acan = build_acan(Config(backbone=backbone, image_height=height, image_width=width), num_cameras=2,
+                      steps_per_epoch=1)
     write_saved_model(acan, height, width, folder)
     write_onnx(acan, height, width, os.path.join(folder, ONNX_FILE), opset)
     # Random pixels calibrate as well as training images for timing: the int8 graph is the same either way.
@@ -81,8 +82,9 @@ def benchmark(export_dir: str, batch_sizes: list[int], runs: int, warmup: int, t
     for batch in batch_sizes:
         images = rng.integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
         tensor = tf.constant(images)
-        runners = {"tensorflow": lambda: serve(**{IMAGES: tensor})[EMBEDDINGS].numpy()}
-        runners.update({name: (lambda session=session: session.run([EMBEDDINGS], {IMAGES: images})[0])
+        # Default arguments bind this batch's inputs (the runners are only called within this iteration).
+        runners = {"tensorflow": lambda tensor=tensor: serve(**{IMAGES: tensor})[EMBEDDINGS].numpy()}
+        runners.update({name: (lambda session=session, images=images: session.run([EMBEDDINGS], {IMAGES: images})[0])
                         for name, session in sessions.items()})
         reference = runners["tensorflow"]()
         for name in sessions:
@@ -101,7 +103,8 @@ def benchmark(export_dir: str, batch_sizes: list[int], runs: int, warmup: int, t
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export_dir", help="An export OUT/NAME/VERSION to time; default: export an untrained --backbone.")
+    parser.add_argument("--export_dir",
+                        help="An export OUT/NAME/VERSION to time; default: export an untrained --backbone.")
     parser.add_argument("--backbone", default="resnet50", help="Backbone of the untrained F (any registered one).")
     parser.add_argument("--calibration_images", type=int, default=CALIBRATION_IMAGES,
                         help="Random images calibrating the untrained int8 model.")
@@ -109,10 +112,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--image_width", type=int, default=128)
     parser.add_argument("--opset", type=int, default=OPSET, help="ONNX opset of the untrained export.")
     parser.add_argument("--batch_sizes", default="1,32", help="Comma-separated batch sizes.")
-    parser.add_argument("--runs", type=int, default=20, help="Timed runs per runtime and batch size (the median is reported).")
+    parser.add_argument("--runs", type=int, default=20,
+                        help="Timed runs per runtime and batch size (the median is reported).")
     parser.add_argument("--warmup", type=int, default=3, help="Untimed runs first.")
     parser.add_argument("--threads", type=int, default=0, help="Threads of each runtime (0: each runtime's default).")
-    parser.add_argument("--output", default=os.path.join("benchmarks", "results", "inference.json"), help="JSON result file.")
+    parser.add_argument("--output", default=os.path.join("benchmarks", "results", "inference.json"),
+                        help="JSON result file.")
     return parser.parse_args(argv)
 
 

@@ -49,11 +49,13 @@ def input_size(metadata: dict) -> tuple[int, int]:
         dims = inputs["images"]["tensor_shape"]["dim"]
         return int(dims[1]["size"]), int(dims[2]["size"])
     except (KeyError, IndexError, TypeError, ValueError) as error:
-        raise RuntimeError(f"the model metadata has no {IMAGE_SIGNATURE} 'images' input of shape [N, H, W, 3]") from error
+        raise RuntimeError(
+            f"the model metadata has no {IMAGE_SIGNATURE} 'images' input of shape [N, H, W, 3]"
+        ) from error
 
 
 def request_json(url: str, body: dict | None = None, timeout: float = 60.0) -> dict:
-    """GET (or, with a body, POST) `url` and decode the JSON answer; TF Serving's {"error": ...} becomes an exception."""
+    """GET (or, with a body, POST) `url` and decode the JSON answer; TF Serving's {"error": ...} becomes an error."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
@@ -71,7 +73,8 @@ class ServingEmbedder:
 
     def __init__(self, url: str, height: int | None = None, width: int | None = None, timeout: float = 60.0):
         self.url, self.timeout = url, timeout
-        self.height, self.width = (height, width) if height and width else input_size(request_json(f"{url}/metadata", timeout=timeout))
+        self.height, self.width = ((height, width) if height and width
+                                   else input_size(request_json(f"{url}/metadata", timeout=timeout)))
 
     def predict(self, pixels: np.ndarray, signature: str) -> np.ndarray:
         """Embeddings of a batch of images or tracklets."""
@@ -93,12 +96,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", help="Image files or folders (queries when --gallery is given).")
-    parser.add_argument("--server", default="http://localhost:8501", help="TF Serving's REST address (--rest_api_port).")
+    parser.add_argument("--server", default="http://localhost:8501",
+                        help="TF Serving's REST address (--rest_api_port).")
     parser.add_argument("--model_name", required=True, help="The served model's name.")
     parser.add_argument("--version", type=int, help="Model version; default: the latest the server has loaded.")
-    parser.add_argument("--gallery", help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
+    parser.add_argument("--gallery",
+                        help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
     parser.add_argument("--top_k", type=int, default=5, help="Matches printed per query.")
-    parser.add_argument("--tracklets", action="store_true", help="Every input folder, and every gallery sub-folder, is one tracklet.")
+    parser.add_argument("--tracklets", action="store_true",
+                        help="Every input folder, and every gallery sub-folder, is one tracklet.")
     parser.add_argument("--batch_size", type=int, default=16, help="Images per request.")
     parser.add_argument("--height", type=int, help="Input height; default: from the model metadata.")
     parser.add_argument("--width", type=int, help="Input width; default: from the model metadata.")
@@ -113,7 +119,8 @@ def main(argv: list[str]) -> int:
     """Prints one JSON line per input: its embedding, or its nearest gallery items."""
     args = parse_args(argv)
     try:
-        embedder = ServingEmbedder(model_url(args.server, args.model_name, args.version), args.height, args.width, args.timeout)
+        embedder = ServingEmbedder(model_url(args.server, args.model_name, args.version), args.height, args.width,
+                                   args.timeout)
         queries = collect_items(args.inputs, args.tracklets)
         gallery = gallery_items(args.gallery, args.tracklets) if args.gallery else None
         records = answer_records(queries, gallery, lambda items: embedder.embed(items, args.tracklets, args.batch_size),

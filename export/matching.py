@@ -1,4 +1,4 @@
-"""Embeddings to answers: tracklet averaging, nearest gallery items, and the JSON lines the kit prints. Needs only numpy."""
+"""Embeddings to answers: tracklet averaging, nearest gallery items, the JSON lines the kit prints. Needs only numpy."""
 
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ def match_records(
 
 
 def answer_records(
-    queries: Sequence[Item], gallery: Optional[Sequence[Item]], embed: Callable[[Sequence[Item]], np.ndarray], top_k: int
+    queries: Sequence[Item],
+    gallery: Optional[Sequence[Item]],
+    embed: Callable[[Sequence[Item]], np.ndarray],
+    top_k: int,
 ) -> list[dict]:
     """The records printed for `queries`: their embeddings, or with a gallery their nearest gallery items."""
     query = embed(queries)

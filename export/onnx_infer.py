@@ -1,4 +1,4 @@
-"""Edge runner: embeds images (or tracklets) with the exported ONNX model and ranks a gallery. Needs numpy, Pillow, onnxruntime.
+"""Edge runner: embeds images or tracklets with the ONNX export, ranks a gallery. Needs numpy, Pillow, onnxruntime.
 
     python onnx_infer.py --model OUT/NAME/VERSION image.jpg            # one JSON line per image: its embedding
     python onnx_infer.py --model OUT/NAME/VERSION folder/               # every image of the folder
@@ -59,9 +59,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", help="Image files or folders (queries when --gallery is given).")
     parser.add_argument("--model", required=True, help="model.onnx, or the export folder OUT/NAME/VERSION holding it.")
-    parser.add_argument("--gallery", help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
+    parser.add_argument("--gallery",
+                        help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
     parser.add_argument("--top_k", type=int, default=5, help="Matches printed per query.")
-    parser.add_argument("--tracklets", action="store_true", help="Every input folder, and every gallery sub-folder, is one tracklet.")
+    parser.add_argument("--tracklets", action="store_true",
+                        help="Every input folder, and every gallery sub-folder, is one tracklet.")
     parser.add_argument("--batch_size", type=int, default=32, help="Images per ONNX Runtime call.")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core).")
     args = parser.parse_args(argv)

@@ -53,7 +53,7 @@ def list_images(folder: str) -> list[str]:
 
 
 def collect_items(paths: list[str], tracklets: bool = False) -> list[tuple[str, list[str]]]:
-    """(name, frame paths) per item: a file is one; a folder gives one per image, or with `tracklets` is one tracklet."""
+    """(name, frame paths) per item: a file is one; a folder gives one per image, or with `tracklets` is one."""
     items = []
     for path in paths:
         if os.path.isfile(path):
@@ -74,7 +74,9 @@ def gallery_items(folder: str, tracklets: bool = False) -> list[tuple[str, list[
         raise ValueError(f"--gallery={folder}: not a folder")
     if not tracklets:
         return collect_items([folder])
-    folders = sorted(os.path.join(folder, name) for name in os.listdir(folder) if os.path.isdir(os.path.join(folder, name)))
+    folders = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                     if os.path.isdir(os.path.join(folder, name)))
     if not folders:
-        raise ValueError(f"--gallery={folder}: no tracklet sub-folders (with --tracklets each sub-folder is one tracklet)")
+        raise ValueError(f"--gallery={folder}: no tracklet sub-folders "
+                         "(with --tracklets each sub-folder is one tracklet)")
     return collect_items(folders, tracklets=True)

@@ -78,10 +78,12 @@ def test_train_step_updates_f_and_d_as_the_paper(scheme):
     if scheme == "none":
         assert float(logs["adv_loss"]) == 0.0
 
-    for var, value in zip(acan.encoder.trainable_variables + acan.discriminator.trainable_variables, before_f + before_d):
+    for var, value in zip(acan.encoder.trainable_variables + acan.discriminator.trainable_variables,
+                          before_f + before_d):
         var.assign(value)
     manual_step(acan, data, scheme)
-    for got, expected in zip(after_f + after_d, acan.encoder.trainable_variables + acan.discriminator.trainable_variables):
+    for got, expected in zip(after_f + after_d,
+                             acan.encoder.trainable_variables + acan.discriminator.trainable_variables):
         np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-6)
 
 

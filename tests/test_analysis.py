@@ -114,7 +114,8 @@ def test_write_analyses_writes_every_figure_to_disk_and_tensorboard(split, tmp_p
     evaluation["camera_confusion"] = np.full((NUM_CAMERAS, NUM_CAMERAS), 1 / NUM_CAMERAS)
     history = [{"epoch": 1, "mAP": 0.2, "rank1": 0.3}, {"epoch": 2, "mAP": 0.4, "rank1": 0.5}]
     out = tmp_path / "run"
-    written = write_analyses(RunDir(str(out)).plots_dir, RunDir(str(out)).analysis_logdir, evaluation, query, gallery, history, ["cam 0", "cam 1", "cam 2"], step=2)
+    written = write_analyses(RunDir(str(out)).plots_dir, RunDir(str(out)).analysis_logdir, evaluation, query, gallery,
+                             history, ["cam 0", "cam 1", "cam 2"], step=2)
     names = ["camera_confusion", "tsne", "cmc", "ranked_list", "convergence"]
     assert sorted(written) == sorted(names)
     for name in names:
@@ -132,7 +133,8 @@ def test_write_analyses_writes_every_figure_to_disk_and_tensorboard(split, tmp_p
 def test_optional_figures_need_their_data(split, tmp_path):
     query, gallery, raw_query, raw_gallery = split
     evaluation = evaluate_reid_features(raw_query, raw_gallery, query, gallery, keep_features=True)
-    written = write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"), evaluation, query, gallery, history=[{"epoch": 1, "mAP": 0.2, "rank1": 0.3}])
+    written = write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"), evaluation, query, gallery,
+                             history=[{"epoch": 1, "mAP": 0.2, "rank1": 0.3}])
     assert sorted(written) == ["cmc", "ranked_list", "tsne"]  # no D confusion, one evaluation is no curve
 
 
@@ -142,6 +144,7 @@ def test_write_analyses_needs_the_features(split, tmp_path):
     with pytest.raises(ValueError, match="keep_features=True"):
         write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"), evaluation, query, gallery)
     with pytest.raises(ValueError, match="12 query and 36 gallery features for 11 query"):
-        write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"), {**evaluation, "query_features": raw_query, "gallery_features": raw_gallery},
+        write_analyses(str(tmp_path / "plots"), str(tmp_path / "logs"),
+                       {**evaluation, "query_features": raw_query, "gallery_features": raw_gallery},
                        query[:11], gallery)
     assert not (tmp_path / "plots").exists()

@@ -57,7 +57,8 @@ def train_image_read_first_at(tree, step: int, config) -> Path:
     return Path(next(train.records[i].path for i in batches.indices(step)[0] if i not in earlier))
 
 
-@pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0 not really a JPEG", b""], ids=["corrupt JPEG", "zero-byte image"])
+@pytest.mark.parametrize("content", [b"\xff\xd8\xff\xe0 not really a JPEG", b""],
+                         ids=["corrupt JPEG", "zero-byte image"])
 def test_an_unreadable_training_image_is_named_and_resume_finishes_after_the_fix(tree, tmp_path, content):
     config = tiny_config(str(tree), str(tmp_path / "run"), **SHORT)
     victim = train_image_read_first_at(tree, 2, config)
@@ -116,7 +117,8 @@ def test_an_msmt17_list_line_outside_the_root_is_named(tmp_path):
     msmt = write_msmt17_tree(tmp_path)
     with open(msmt / "list_train.txt", "a") as handle:
         handle.write("../../../etc/passwd 0\n")
-    with pytest.raises(DatasetError, match=r"list_train\.txt, line 4: path '\.\./\.\./\.\./etc/passwd' is outside the image folder"):
+    with pytest.raises(DatasetError, match=r"list_train\.txt, line 4: path '\.\./\.\./\.\./etc/passwd' "
+                                           r"is outside the image folder"):
         run(tiny_config(str(tmp_path), str(tmp_path / "run"), dataset="msmt17"))
     assert not (tmp_path / "run").exists()
 
@@ -227,7 +229,8 @@ def test_a_full_disk_while_saving_weights_keeps_the_previous_file(pristine, tmp_
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
     monkeypatch.setattr(keras.Model, "save_weights", fills_up)
-    with pytest.raises(RunError, match=r"cannot write .*best.*\.h5: No space left on device\. The last good state, step 1, is intact"):
+    with pytest.raises(RunError, match=r"cannot write .*best.*\.h5: No space left on device\. "
+                                       r"The last good state, step 1, is intact"):
         run(config)
     checkpoints = tmp_path / "run" / "checkpoints"
     assert sorted(name for name in os.listdir(checkpoints) if name != "state") == ["last.weights.h5"]
@@ -238,7 +241,8 @@ def mount_namespace(probe_dir) -> list[str] | None:
     """A command prefix that runs a shell in a private mount namespace where tmpfs can be mounted, or None."""
     for prefix in (["unshare", "--mount"], ["unshare", "--mount", "--map-root-user"]):
         try:
-            probe = subprocess.run([*prefix, "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {shlex.quote(str(probe_dir))}"],
+            probe = subprocess.run([*prefix, "sh", "-c",
+                                    f"mount -t tmpfs -o size=64k tmpfs {shlex.quote(str(probe_dir))}"],
                                    capture_output=True, timeout=30)
         except (FileNotFoundError, subprocess.TimeoutExpired):
             return None
@@ -255,7 +259,8 @@ def test_a_real_full_or_read_only_filesystem_is_named_keeping_the_saved_state(pr
         pytest.skip("this machine allows no private mount namespace (unshare); the disk-full tests above simulate one")
     config = tiny_config(pristine, str(mount / "run"), **SHORT)
     acan = build_acan(config, num_cameras=3, steps_per_epoch=4)
-    state_bytes = sum(np.array(v).nbytes for v in [*acan.weights, *acan.f_optimizer.variables, *acan.d_optimizer.variables])
+    state_bytes = sum(np.array(v).nbytes
+                      for v in [*acan.weights, *acan.f_optimizer.variables, *acan.d_optimizer.variables])
     # A tmpfs that holds one saved state but not two: the second save (step 2) fills it.
     script = f"""
         mount -t tmpfs -o size={int(1.5 * state_bytes) // 1024}k tmpfs {mount}
@@ -268,7 +273,8 @@ def test_a_real_full_or_read_only_filesystem_is_named_keeping_the_saved_state(pr
                             text=True, timeout=300)
     assert "full: 1" in result.stdout, result.stderr[-3000:]
     assert re.search(rf"acan_tf.train: error: cannot save the training state in {mount}/run/checkpoints/state: "
-                     rf"\S+; No space left on device; the state of step 1 is intact", result.stderr), result.stderr[-3000:]
+                     rf"\S+; No space left on device; the state of step 1 is intact",
+                     result.stderr), result.stderr[-3000:]
     assert '"step": 1' in result.stdout, "progress.json still names the state of step 1"
     assert "read-only: 1" in result.stdout
     assert f"acan_tf.train: error: --output_dir={mount}/other: {mount} is not writable" in result.stderr

@@ -1,4 +1,5 @@
-"""The flagfiles in configs/ parse with the trainer's flags and hold the paper's settings (IV-A); docs/reproduce.md's commands parse too."""
+"""The flagfiles in configs/ parse with the trainer's flags and hold the paper's settings (IV-A); docs/reproduce.md's
+commands parse too."""
 
 import shlex
 from pathlib import Path

@@ -119,7 +119,8 @@ def test_edge_runner_ranks_gallery_by_euclidean_distance(model, tmp_path, capsys
     assert [match["item"] for match in record["matches"]] == [gallery[i] for i in np.argsort(distances)[:3]]
     assert record["matches"][0]["item"] == gallery[1] and record["matches"][0]["distance"] < 1e-5
     # Squared: float32 rounding of 2 - 2cos is ~1e-7, which sqrt would blow up to ~5e-4 at distance 0.
-    np.testing.assert_allclose(np.square([m["distance"] for m in record["matches"]]), np.sort(distances)[:3] ** 2, atol=1e-4)
+    np.testing.assert_allclose(np.square([m["distance"] for m in record["matches"]]), np.sort(distances)[:3] ** 2,
+                               atol=1e-4)
 
 
 def test_top_matches_are_the_nearest_by_euclidean_distance():
@@ -149,7 +150,8 @@ def test_predict_request_body_follows_tf_serving_row_format():
     assert len(body["instances"]) == 2 and all(isinstance(v, int) for v in body["instances"][0][0][0])
     np.testing.assert_array_equal(np.array(body["instances"]), images)
     tracklet = client.predict_body(images[None], "embed_tracklets")
-    assert tracklet["signature_name"] == "embed_tracklets" and np.array(tracklet["instances"]).shape == (1, 2, HEIGHT, WIDTH, 3)
+    assert tracklet["signature_name"] == "embed_tracklets"
+    assert np.array(tracklet["instances"]).shape == (1, 2, HEIGHT, WIDTH, 3)
     assert client.model_url("http://host:8501/", "acan") == "http://host:8501/v1/models/acan"
     assert client.model_url("http://host:8501", "acan", 3) == "http://host:8501/v1/models/acan/versions/3"
     predictions = client.parse_predictions({"predictions": [[0.6, 0.8], [1.0, 0.0]]})

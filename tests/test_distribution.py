@@ -47,8 +47,10 @@ SCRIPT = textwrap.dedent(
             mirrored = build(scheme)
         mirrored.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
         assert strategy.num_replicas_in_sync == 2
-        diffs = [np.max(np.abs(a.numpy() - b.numpy())) for a, b in zip(single.trainable_variables, mirrored.trainable_variables)]
-        moved = max(np.max(np.abs(a.numpy() - b)) for a, b in zip(single.trainable_variables, [v.numpy() for v in build(scheme).trainable_variables]))
+        diffs = [np.max(np.abs(a.numpy() - b.numpy()))
+                 for a, b in zip(single.trainable_variables, mirrored.trainable_variables)]
+        moved = max(np.max(np.abs(a.numpy() - b))
+                    for a, b in zip(single.trainable_variables, [v.numpy() for v in build(scheme).trainable_variables]))
         print(scheme, "max_diff", max(diffs), "moved", moved)
     """
 )

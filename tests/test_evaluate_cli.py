@@ -69,7 +69,8 @@ def test_run_evaluation_reproduces_the_final_evaluation_of_training(trained):
     assert document["kind"] == KIND and document["reranking"] is None
     assert document["model"] == {"run_dir": os.path.abspath(run_dir), "checkpoint": "last"}
     data = load_dataset("synthetic", report["config"]["data_root"])
-    assert (document["dataset"]["num_query"], document["dataset"]["num_gallery"]) == (len(data.query), len(data.gallery))
+    assert ((document["dataset"]["num_query"], document["dataset"]["num_gallery"])
+            == (len(data.query), len(data.gallery)))
 
 
 def test_cli_on_a_run_prints_the_table_and_writes_the_json_and_the_analyses(trained):

@@ -43,7 +43,8 @@ def test_schemes_table_holds_each_runs_final_metrics(schemes):
         run_dir = os.path.join(out, f"scheme-{scheme}_seed0")
         with open(os.path.join(run_dir, "report.json")) as handle:
             final = json.load(handle)["final"]
-        assert row == [scheme, *(f"{100 * final[key]:.1f}" for key in ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")),
+        assert row == [scheme,
+                       *(f"{100 * final[key]:.1f}" for key in ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")),
                        f"{final['discrepancy']:.4f}", f"{100 * final['d_test_accuracy']:.1f}"]
     assert len(rows) == 4
     on_disk = json.load(open(os.path.join(out, "results.json")))

@@ -63,7 +63,8 @@ def test_cli_writes_both_formats_in_tf_serving_layout_with_model_card(exported):
         "assets", "fingerprint.pb", "model.json", "model.onnx", "saved_model.pb", "variables"]
     with open(os.path.join(model_dir, "1", "model.json")) as handle:
         card = json.load(handle)
-    assert card["input"] == {**card["input"], "dtype": "uint8", "height": HEIGHT, "width": WIDTH, "shape": [None, HEIGHT, WIDTH, 3]}
+    assert card["input"] == {**card["input"], "dtype": "uint8", "height": HEIGHT, "width": WIDTH,
+                             "shape": [None, HEIGHT, WIDTH, 3]}
     assert card["output"]["shape"] == [None, 256] and card["embedding_size"] == 256
     assert card["normalisation"]["style"] == "imagenet" and card["normalisation"]["in_graph"]
     assert (card["backbone"], card["dataset"], card["scheme"], card["adv_weight"]) == ("tiny", "synthetic", "oce", 1.0)
@@ -115,9 +116,11 @@ def test_saved_model_cli_lists_both_signatures(exported):
 
 
 def test_onnx_model_takes_uint8_images_and_matches_tensorflow(exported, trained, inputs):
-    session = onnxruntime.InferenceSession(os.path.join(exported, "acan", "1", "model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(os.path.join(exported, "acan", "1", "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
     (images_input,) = session.get_inputs()
-    assert (images_input.name, images_input.type, images_input.shape) == ("images", "tensor(uint8)", ["batch", HEIGHT, WIDTH, 3])
+    assert ((images_input.name, images_input.type, images_input.shape)
+            == ("images", "tensor(uint8)", ["batch", HEIGHT, WIDTH, 3]))
     assert [output.name for output in session.get_outputs()] == ["embeddings", "features"]
     embeddings, features = session.run(None, {"images": inputs[0]})
     acan = trained[1]
@@ -177,7 +180,8 @@ def test_versions_are_integer_folder_names(tmp_path):
 
 
 def test_bad_options_are_named(trained, tmp_path):
-    with pytest.raises(ExportError, match="--formats=saved_model,pb: expected one or more of saved_model, onnx, onnx_int8"):
+    with pytest.raises(ExportError,
+                       match="--formats=saved_model,pb: expected one or more of saved_model, onnx, onnx_int8"):
         check_formats(["saved_model", "pb"])
     assert check_formats(["onnx", "saved_model"]) == ("saved_model", "onnx")
     with pytest.raises(VersionError, match=r"--model_name='../acan': expected a plain folder name"):

@@ -75,7 +75,8 @@ def first_applied_update(mixed_precision: str, tmp_path) -> list[np.ndarray]:
 
 def test_float16_scales_the_loss_and_takes_the_float32_step(tmp_path):
     config = tiny_config(str(tmp_path), str(tmp_path), mixed_precision="float16")
-    assert isinstance(build_acan(config, num_cameras=3, steps_per_epoch=5).f_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(build_acan(config, num_cameras=3, steps_per_epoch=5).f_optimizer,
+                      keras.optimizers.LossScaleOptimizer)
     float32, float16 = first_applied_update("none", tmp_path), first_applied_update("float16", tmp_path)
     for exact, low in zip(float32, float16):
         # float16 arithmetic in a small network: about 10% of the update (observed 9%), not a factor 2**15.

@@ -61,7 +61,8 @@ def test_two_workers_match_each_other_and_a_single_process_run(tmp_path):
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
         env = subprocess_env(TF_CONFIG=tf_config, TMPDIR=str(scratch))
-        workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True))
     config = tiny_config(tree, str(single), strategy="mirrored", deterministic=True)
     try:
         reference = subprocess.run([sys.executable, "-c", REFERENCE, json.dumps(config.to_json())], cwd=REPO,
@@ -94,7 +95,8 @@ def test_two_workers_match_each_other_and_a_single_process_run(tmp_path):
 
 def test_each_replica_gets_whole_identity_groups_and_every_camera():
     # P=4 identities x K=2 (grouped), and 2 images of each of 3 cameras interleaved c0 c1 c2 c0 c1 c2.
-    batch = {"triplet_ids": np.repeat(np.arange(4), 2).astype("int32"), "camera_camids": np.tile(np.arange(3), 2).astype("int32")}
+    batch = {"triplet_ids": np.repeat(np.arange(4), 2).astype("int32"),
+             "camera_camids": np.tile(np.arange(3), 2).astype("int32")}
     global_batches = tf.data.Dataset.from_tensors(batch).repeat(2)
     slices = list(replica_slices(global_batches, num_replicas=2, first=0, count=2).as_numpy_iterator())
     assert [s["triplet_ids"].tolist() for s in slices] == [[0, 0, 1, 1], [2, 2, 3, 3]] * 2

@@ -99,8 +99,10 @@ def test_unrelated_ids_across_cameras_leave_batches_and_losses_unchanged(image_r
     for a, b in zip(original, renamed):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
-        loss_a = batch_hard_triplet_loss(embed(a["triplet_images"].reshape(8, -1)), a["triplet_ids"], a["triplet_camids"])
-        loss_b = batch_hard_triplet_loss(embed(b["triplet_images"].reshape(8, -1)), b["triplet_ids"], b["triplet_camids"])
+        loss_a = batch_hard_triplet_loss(embed(a["triplet_images"].reshape(8, -1)), a["triplet_ids"],
+                                         a["triplet_camids"])
+        loss_b = batch_hard_triplet_loss(embed(b["triplet_images"].reshape(8, -1)), b["triplet_ids"],
+                                         b["triplet_camids"])
         assert float(loss_a) == float(loss_b)
 
 

@@ -75,8 +75,8 @@ def test_stop_message_names_signal_step_folder_and_command():
     stop = StopRequested(120, signal.SIGTERM)
     stop.saved_step, stop.saved_in = 120, "runs/a/checkpoints/state"
     line = stop_message(stop, "python -m acan_tf.train --resume")
-    assert line == ("SIGTERM: training stopped after step 120, the state of step 120 saved in runs/a/checkpoints/state; "
-                    "resume with: python -m acan_tf.train --resume")
+    assert line == ("SIGTERM: training stopped after step 120, the state of step 120 saved in "
+                    "runs/a/checkpoints/state; resume with: python -m acan_tf.train --resume")
     assert "\n" not in line
 
 

@@ -1,4 +1,5 @@
-"""The int8 ONNX export: static quantization calibrated on training images, judged by test mAP, refused beyond tolerance."""
+"""The int8 ONNX export: static quantization calibrated on training images, judged by test mAP, refused beyond
+tolerance."""
 
 import json
 import os
@@ -39,7 +40,8 @@ def exported(trained, tmp_path_factory):
     """The CLI's onnx + onnx_int8 export of the tiny run: (OUT/acan/1, its stdout)."""
     out = str(tmp_path_factory.mktemp("models"))
     result = subprocess.run([sys.executable, "-m", "acan_tf.export", f"--run_dir={trained[0]}", f"--output_dir={out}",
-                             "--model_name=acan", "--formats=onnx,onnx_int8", f"--int8_calibration_images={CALIBRATION}"],
+                             "--model_name=acan", "--formats=onnx,onnx_int8",
+                             f"--int8_calibration_images={CALIBRATION}"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return os.path.join(out, "acan", "1"), result.stdout
@@ -54,7 +56,7 @@ def session_features(path, records):
 
 
 def direct_rank1(query_features, gallery_features, query, gallery):
-    """Rank-1 by brute force: the nearest gallery image, other cameras of the same person only (Market-1501 protocol)."""
+    """Rank-1 by brute force: the nearest gallery image, other cameras of the same person only (Market-1501 rule)."""
     unit = lambda f: f / np.linalg.norm(f, axis=1, keepdims=True)  # noqa: E731
     distances = np.linalg.norm(unit(query_features)[:, None] - unit(gallery_features)[None], axis=2)
     hits = []
@@ -71,19 +73,22 @@ def test_int8_export_writes_the_model_and_a_card_with_the_test_map_change(export
     card = json.load(open(os.path.join(path, "model.json")))
     assert card["formats"]["onnx_int8"]["path"] == "model_int8.onnx"
     quantization = card["formats"]["onnx_int8"]["quantization"]
-    assert (quantization["method"], quantization["format"], quantization["calibration"]["images"]) == ("static", "QDQ", CALIBRATION)
+    assert ((quantization["method"], quantization["format"], quantization["calibration"]["images"])
+            == ("static", "QDQ", CALIBRATION))
     int8 = card["parity"]["onnx_int8"]
     # The Keras figures are those of acan_tf.evaluate on the same checkpoint and test split.
     evaluation = evaluate_run(trained[0])["metrics"]
-    assert int8["keras"] == {"mAP": pytest.approx(evaluation["mAP"], abs=1e-9), "rank1": pytest.approx(evaluation["rank1"], abs=1e-9)}
+    assert int8["keras"] == {"mAP": pytest.approx(evaluation["mAP"], abs=1e-9),
+                             "rank1": pytest.approx(evaluation["rank1"], abs=1e-9)}
     data = trained[1]
-    features = [session_features(os.path.join(path, "model_int8.onnx"), records) for records in (data.query, data.gallery)]
+    features = [session_features(os.path.join(path, "model_int8.onnx"), records)
+                for records in (data.query, data.gallery)]
     assert int8["onnx_int8"]["rank1"] == pytest.approx(direct_rank1(*features, data.query, data.gallery), abs=1e-9)
     assert int8["change"]["mAP"] == pytest.approx(int8["onnx_int8"]["mAP"] - int8["keras"]["mAP"], abs=1e-12)
     assert int8["map_tolerance"] == 0.01 and int8["test_split"]["num_query"] == len(data.query)
     assert 0 < max(int8["max_abs_difference"].values()) < 0.5  # quantized: close to Keras, not equal
-    assert (f"onnx_int8 (static): test mAP {100 * int8['keras']['mAP']:.2f} % -> {100 * int8['onnx_int8']['mAP']:.2f} % "
-            f"({100 * int8['change']['mAP']:+.2f} points)") in stdout
+    assert (f"onnx_int8 (static): test mAP {100 * int8['keras']['mAP']:.2f} % -> "
+            f"{100 * int8['onnx_int8']['mAP']:.2f} % ({100 * int8['change']['mAP']:+.2f} points)") in stdout
 
 
 def test_int8_model_holds_quantized_convolutions_with_per_channel_weights(exported):
@@ -115,8 +120,8 @@ def test_edge_runner_runs_the_int8_model(exported, trained):
 
 
 def test_map_drop_beyond_tolerance_refuses_and_leaves_nothing(trained, tmp_path):
-    with pytest.raises(ParityError, match=r"the onnx_int8 export loses -?[0-9.]+ mAP points on the test split .*more than "
-                                          r"--int8_map_tolerance=-1 allows; nothing was exported"):
+    with pytest.raises(ParityError, match=r"the onnx_int8 export loses -?[0-9.]+ mAP points on the test split "
+                                          r".*more than --int8_map_tolerance=-1 allows; nothing was exported"):
         export_run(trained[0], str(tmp_path / "models"), "acan", formats=["onnx", "onnx_int8"],
                    int8_map_tolerance=-1, int8_calibration_images=CALIBRATION)
     assert os.listdir(tmp_path) == []

@@ -1,5 +1,6 @@
 """--resume: a run killed with SIGKILL mid-epoch continues from its saved state and ends with the weights of an
-uninterrupted run; the training state is saved atomically; an output directory holding a run is never reused by mistake."""
+uninterrupted run; the training state is saved atomically; an output directory holding a run is never reused by
+mistake."""
 
 import json
 import os
@@ -71,7 +72,8 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path):
     actual = h5_arrays(str(killed / "checkpoints" / "last.weights.h5"))
     assert sorted(actual) == sorted(expected) and len(expected) > 10
     different = [name for name in expected if not np.array_equal(expected[name], actual[name])]
-    assert not different, f"--deterministic: resumed weights must equal the uninterrupted run's bit for bit: {different}"
+    assert not different, ("--deterministic: resumed weights must equal the uninterrupted run's bit for bit: "
+                           f"{different}")
     reports = [json.loads((run_dir / "report.json").read_text()) for run_dir in (uninterrupted, killed)]
     assert reports[0]["weights_sha256"] == reports[1]["weights_sha256"]
     assert reports[1]["resumed_from_step"] == at_kill and reports[0]["resumed_from_step"] == 0
@@ -83,7 +85,8 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path):
 def tiny_state(tmp_path, seed: int):
     """A TrainingState of a freshly built tiny ACAN, and its ACAN."""
     keras.utils.set_random_seed(seed)
-    acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed), num_cameras=3, steps_per_epoch=5)
+    acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed), num_cameras=3,
+                      steps_per_epoch=5)
     return TrainingState(acan), acan
 
 
@@ -98,7 +101,8 @@ def randomise(acan, seed: int) -> None:
     rng = np.random.default_rng(seed)
     for variable in [*acan.weights, *acan.f_optimizer.variables, *acan.d_optimizer.variables,
                      *(v for m in acan.metrics for v in m.variables)]:
-        value = rng.integers(1, 1000, variable.shape) if "int" in str(variable.dtype) else rng.normal(size=variable.shape)
+        value = (rng.integers(1, 1000, variable.shape) if "int" in str(variable.dtype)
+                 else rng.normal(size=variable.shape))
         variable.assign(value.astype(str(variable.dtype)))
 
 
@@ -175,9 +179,11 @@ def write_saved_run(run_dir, config, report=None, step=None) -> None:
 def test_a_new_run_refuses_a_folder_holding_a_run(tmp_path, report, step, held):
     config = tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"))
     write_saved_run(tmp_path / "run", config, report, step)
-    with pytest.raises(RunError, match=rf"already holds {held}; pass --resume to continue it, --overwrite to replace it"):
+    with pytest.raises(RunError,
+                       match=rf"already holds {held}; pass --resume to continue it, --overwrite to replace it"):
         run(config)
-    assert sorted(os.listdir(tmp_path / "run")) == sorted(["config.json"] + (["report.json"] if report else ["checkpoints"]))
+    assert sorted(os.listdir(tmp_path / "run")) == sorted(["config.json"]
+                                                          + (["report.json"] if report else ["checkpoints"]))
 
 
 def test_resuming_a_finished_run_returns_its_report_without_training(tmp_path):
@@ -190,8 +196,10 @@ def test_resuming_a_finished_run_returns_its_report_without_training(tmp_path):
 def test_resuming_with_other_settings_names_them(tmp_path):
     saved = tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"))
     write_saved_run(tmp_path / "run", saved, step=3)
-    changed = tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), margin=0.5, resume=True, checkpoint_every_steps=7)
-    with pytest.raises(RunError, match=r"--resume: --margin=0\.5 \(saved run: 0\.3\); resume with the saved run's settings"):
+    changed = tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), margin=0.5, resume=True,
+                          checkpoint_every_steps=7)
+    with pytest.raises(RunError,
+                       match=r"--resume: --margin=0\.5 \(saved run: 0\.3\); resume with the saved run's settings"):
         run(changed)
 
 

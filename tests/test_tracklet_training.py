@@ -1,4 +1,5 @@
-"""Training on tracklets end to end: the [N, T, H, W, 3] batches, frame sampling, and tiny runs on MARS and DukeMTMC-SI-Tracklet."""
+"""Training on tracklets end to end: the [N, T, H, W, 3] batches, frame sampling, and tiny runs on MARS and
+DukeMTMC-SI-Tracklet."""
 
 import json
 import math

@@ -35,12 +35,14 @@ def test_tiny_run_per_scheme_writes_a_report_with_finite_metrics(tiny_tree, tmp_
     assert on_disk["config"]["scheme"] == scheme
     assert [e["epoch"] for e in on_disk["evaluations"]] == [1, 2]
     for key in ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP", "discrepancy", "d_test_accuracy"):
-        assert np.isfinite(on_disk["final"][key]) and 0.0 <= on_disk["final"][key] <= (1.0 if key != "discrepancy" else 10.0)
+        assert np.isfinite(on_disk["final"][key])
+        assert 0.0 <= on_disk["final"][key] <= (1.0 if key != "discrepancy" else 10.0)
     assert len(on_disk["history"]["triplet_loss"]) == 2
     assert np.all(np.isfinite(on_disk["history"]["loss"]))
     assert (scheme == "none") == (on_disk["history"]["adv_loss"][-1] == 0.0)
     np.testing.assert_allclose(np.sum(on_disk["final"]["camera_confusion"], axis=1), 1.0)
-    for name in ("config.json", "run.json", "dataset.txt", "checkpoints/best.weights.h5", "checkpoints/last.weights.h5"):
+    for name in ("config.json", "run.json", "dataset.txt", "checkpoints/best.weights.h5",
+                 "checkpoints/last.weights.h5"):
         assert (out / name).is_file(), name
     assert os.listdir(out / "logs"), "TensorBoard logs"
     assert report["final"]["mAP"] == on_disk["final"]["mAP"]
@@ -60,7 +62,8 @@ def test_an_existing_run_is_not_overwritten(tiny_tree, tmp_path):
 
 def test_missing_data_root_names_the_path(tmp_path):
     with pytest.raises(DatasetError, match="nowhere"):
-        run(Config(**{**TINY, "dataset": "market1501"}, data_root=str(tmp_path / "nowhere"), output_dir=str(tmp_path / "r")))
+        run(Config(**{**TINY, "dataset": "market1501"}, data_root=str(tmp_path / "nowhere"),
+                   output_dir=str(tmp_path / "r")))
     assert not (tmp_path / "r").exists()
 
 
@@ -73,7 +76,8 @@ def test_no_camera_with_p_identities_fails_before_training(tiny_tree, tmp_path):
 def test_unreadable_training_image_is_named_and_checkpoints_survive(tiny_tree, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(tiny_tree, tree)
-    config = Config(**{**TINY, "epochs": 6, "steps_per_epoch": 1}, data_root=str(tree), output_dir=str(tmp_path / "run"))
+    config = Config(**{**TINY, "epochs": 6, "steps_per_epoch": 1}, data_root=str(tree),
+                    output_dir=str(tmp_path / "run"))
     # Steps are a pure function of (seed, step): break an image that step 3 reads and steps 0-2 do not.
     train = training_set(load_dataset("synthetic", str(tree)).train, config.min_ids)
     batches = TrainingBatches(train.records, train.local_ids, train.classes, config.num_identities,
@@ -112,7 +116,8 @@ def test_bad_flags_are_rejected_with_the_choices(argv, error, message):
                                            (["--num_instances=1"], "--num_instances=1: expected an integer >= 2")])
 def test_cli_reports_invalid_values_in_one_line_before_any_work(argv, message, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "acan_tf.train", *argv, f"--output_dir={tmp_path / 'r'}", f"--data_root={tmp_path / 'd'}"],
+        [sys.executable, "-m", "acan_tf.train", *argv, f"--output_dir={tmp_path / 'r'}",
+         f"--data_root={tmp_path / 'd'}"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0

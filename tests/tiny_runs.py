@@ -63,5 +63,6 @@ def h5_arrays(path: str) -> dict[str, np.ndarray]:
     """Every dataset of an HDF5 weights file, by its path inside the file."""
     arrays = {}
     with h5py.File(path, "r") as handle:
-        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None)
+        handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                          if isinstance(item, h5py.Dataset) else None)
     return arrays

@@ -149,7 +149,8 @@ class TrainingBatches:
             ids = self.local_ids[items]
             if self.pseudo_size:
                 ids[-self.pseudo_size:] = self.pseudo_ids[items[-self.pseudo_size:]]
-            yield self.paths[frames], np.repeat(ids, self.frames_per_item), np.repeat(self.camids[items], self.frames_per_item)
+            yield (self.paths[frames], np.repeat(ids, self.frames_per_item),
+                   np.repeat(self.camids[items], self.frames_per_item))
             step += 1
 
 
@@ -197,7 +198,9 @@ def _split_streams(images: tf.Tensor, ids: tf.Tensor, camids: tf.Tensor, batches
     return streams
 
 
-def inference_dataset(records: Sequence[Record], image_height: int, image_width: int, batch_size: int) -> tf.data.Dataset:
+def inference_dataset(
+    records: Sequence[Record], image_height: int, image_width: int, batch_size: int
+) -> tf.data.Dataset:
     """Batches of un-augmented frames of `records` in order (every frame of every tracklet), [≤batch, H, W, 3]."""
     paths = [path for record in records for path in frame_paths(record)]
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(paths, dtype=tf.string))

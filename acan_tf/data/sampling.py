@@ -35,7 +35,7 @@ class TrainingSet:
 
 
 def training_set(records: Sequence[Record], min_ids: int) -> TrainingSet:
-    """Relabels ids camera-locally and keeps the cameras with at least `min_ids` identities (the paper drops MSMT17's camera 2)."""
+    """Relabels ids camera-locally; keeps cameras with ≥ `min_ids` identities (the paper drops MSMT17's camera 2)."""
     counts = identities_per_camera(records)
     kept = [camid for camid, n in counts.items() if n >= min_ids]
     if not kept:
@@ -153,7 +153,8 @@ class PseudoIdentitySampler:
         if len(self.identities) < 2:
             raise SamplingError(f"{len(self.identities)} cross-camera pseudo-identities: a triplet needs at least 2")
         self.groups = [
-            [np.flatnonzero((pseudo_ids == identity) & (camids == camid)) for camid in np.unique(camids[pseudo_ids == identity])]
+            [np.flatnonzero((pseudo_ids == identity) & (camids == camid))
+             for camid in np.unique(camids[pseudo_ids == identity])]
             for identity in self.identities
         ]
 

@@ -110,7 +110,8 @@ def export_run(
                   "run_dir": os.path.abspath(run_dir), "opset": opset}
         figures = {
             "reference": "the Keras model of the checkpoint (TensorFlow), L2-normalised",
-            "inputs": f"{len(images)} random uint8 images and {len(tracklets)} tracklets of {tracklets.shape[1]} frames (seed 0)",
+            "inputs": f"{len(images)} random uint8 images and {len(tracklets)} tracklets of "
+                      f"{tracklets.shape[1]} frames (seed 0)",
             "max_abs_difference": differences,
             "tolerance": tolerances,
         }

@@ -34,7 +34,8 @@ def model_card(
         files["saved_model"] = {
             "path": ".",
             "signatures": {
-                serving.IMAGE_SIGNATURE: {"input": serving.IMAGES, "shape": [None, height, width, 3], "output": serving.EMBEDDINGS},
+                serving.IMAGE_SIGNATURE: {"input": serving.IMAGES, "shape": [None, height, width, 3],
+                                          "output": serving.EMBEDDINGS},
                 serving.TRACKLET_SIGNATURE: {"input": serving.TRACKLETS, "shape": [None, None, height, width, 3],
                                              "output": serving.EMBEDDINGS},
             },
@@ -59,10 +60,12 @@ def model_card(
             "width": width,
             "channels": "RGB",
             "resize": f"clients resize every image to {height}x{width} (height x width) before sending it: bilinear, "
-                      f"half-pixel centres, no antialiasing (tf.image.resize's default, as in training), rounded to uint8",
+                      f"half-pixel centres, no antialiasing (tf.image.resize's default, as in training), "
+                      f"rounded to uint8",
         },
         "normalisation": {"style": style, **NORMALISATIONS[style], "in_graph": True},
-        "output": {"name": serving.EMBEDDINGS, "dtype": "float32", "shape": [None, embedding_size], "l2_normalised": True},
+        "output": {"name": serving.EMBEDDINGS, "dtype": "float32", "shape": [None, embedding_size],
+                   "l2_normalised": True},
         "embedding_size": embedding_size,
         "backbone": config.backbone,
         "dataset": run_info.get("dataset", config.dataset),

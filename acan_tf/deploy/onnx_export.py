@@ -17,7 +17,7 @@ BATCH_DIMENSION = "batch"
 
 
 def write_onnx(acan: ACAN, height: int, width: int, path: str, opset: int = OPSET) -> None:
-    """Writes F as ONNX: uint8 `images` [N, H, W, 3] → `embeddings` [N, D] (as serving_default) and `features` [N, D]."""
+    """Writes F as ONNX: uint8 `images` [N, H, W, 3] → `embeddings` [N, D] (as serving_default), `features` [N, D]."""
     # `features`, F(x) before normalisation, lets an edge runner average a tracklet's frames exactly as
     # embed_tracklets does (the mean of normalised embeddings would differ).
     spec = image_spec(height, width)

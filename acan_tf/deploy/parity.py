@@ -51,12 +51,13 @@ def saved_model_differences(path: str, images: np.ndarray, tracklets: np.ndarray
 
 
 def onnx_differences(path: str, images: np.ndarray, tracklets: np.ndarray, reference: dict) -> dict[str, float]:
-    """Largest differences of the ONNX model at `path` (ONNX Runtime) from `reference`; tracklets average its frame features."""
+    """Largest differences of the ONNX model at `path` (ONNX Runtime) from `reference`; tracklets average frames."""
     frames = tracklets.reshape(-1, *tracklets.shape[2:])
     frame_features = run_onnx(path, frames)[serving.FEATURES]
     return {
         "images": max_abs_difference(reference["images"], run_onnx(path, images)[serving.EMBEDDINGS]),
-        "tracklets": max_abs_difference(reference["tracklets"], tracklet_embeddings(frame_features, tracklets.shape[1])),
+        "tracklets": max_abs_difference(reference["tracklets"],
+                                        tracklet_embeddings(frame_features, tracklets.shape[1])),
     }
 
 

@@ -13,7 +13,9 @@ from acan_tf.deploy.serving import EMBEDDINGS, IMAGE_SIGNATURE, IMAGES, TRACKLET
 from acan_tf.evaluation.features import extract_features
 
 
-def saved_model_features(model: Any, records: Sequence[Record], height: int, width: int, batch_size: int = 128) -> np.ndarray:
+def saved_model_features(
+    model: Any, records: Sequence[Record], height: int, width: int, batch_size: int = 128
+) -> np.ndarray:
     """Embeddings [N, D] of records by a loaded export: `serving_default` per image, `embed_tracklets` per tracklet."""
     if records and isinstance(records[0], TrackletRecord):
         return _tracklet_embeddings(model.signatures[TRACKLET_SIGNATURE], records, height, width, batch_size)
@@ -27,7 +29,9 @@ def _as_uint8(frames: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(frames), tf.uint8)
 
 
-def _tracklet_embeddings(embed: Callable, records: Sequence[Record], height: int, width: int, batch_size: int) -> np.ndarray:
+def _tracklet_embeddings(
+    embed: Callable, records: Sequence[Record], height: int, width: int, batch_size: int
+) -> np.ndarray:
     """One `embed_tracklets` call per tracklet, on its frames decoded in order."""
     lengths = [len(frame_paths(record)) for record in records]
     pending = np.zeros((0, height, width, 3), np.uint8)

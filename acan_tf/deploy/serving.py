@@ -35,7 +35,7 @@ def l2_normalize(features: tf.Tensor) -> tf.Tensor:
 
 
 def embedding_function(acan: ACAN, with_features: bool = False) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-    """uint8 images [N, H, W, 3] or tracklets [N, T, H, W, 3] → {"embeddings": [N, D]} (+ "features", F(x) unnormalised)."""
+    """uint8 images [N, H, W, 3] or tracklets [N, T, H, W, 3] → {"embeddings": [N, D]} (+ "features", unnormalised)."""
     # ACAN.embed averages a tracklet's frame features before the normalisation, as evaluation does.
     size = acan.encoder.output_shape[-1]
 

@@ -75,7 +75,8 @@ def write_analyses(
         )
     written["tsne"] = plots.plot_tsne(features, camids, path("tsne"), max_points=max_points)
     written["cmc"] = plots.plot_cmc(np.asarray(evaluation["cmc"]), path("cmc"), max_rank=20)
-    written["ranked_list"] = _ranked_list(q_feats, g_feats, query, gallery, evaluation.get("distances"), path("ranked_list"))
+    written["ranked_list"] = _ranked_list(q_feats, g_feats, query, gallery, evaluation.get("distances"),
+                                          path("ranked_list"))
     if len(history) >= 2:
         written["convergence"] = plots.plot_convergence(list(history), path("convergence"))
 
@@ -93,9 +94,11 @@ def _ranked_list(q_feats, g_feats, query, gallery, distances, path: str) -> str:
     gallery_cameras: dict[int, set[int]] = {}
     for pid, camid in zip(g_pids.tolist(), g_camids.tolist()):
         gallery_cameras.setdefault(pid, set()).add(camid)
-    has_match = np.array([bool(gallery_cameras.get(pid, set()) - {camid}) for pid, camid in zip(q_pids.tolist(), q_camids.tolist())])
+    has_match = np.array([bool(gallery_cameras.get(pid, set()) - {camid})
+                          for pid, camid in zip(q_pids.tolist(), q_camids.tolist())])
     candidates = np.flatnonzero(has_match) if has_match.any() else np.arange(len(query))
-    shown = candidates[np.unique(np.linspace(0, len(candidates) - 1, min(RANKED_QUERIES, len(candidates))).round().astype(int))]
+    shown = candidates[np.unique(np.linspace(0, len(candidates) - 1,
+                                             min(RANKED_QUERIES, len(candidates))).round().astype(int))]
     rows = pairwise_distance(q_feats[shown], g_feats) if distances is None else np.asarray(distances)[shown]
     return plots.plot_ranked_list(
         [frame_paths(query[i]) for i in shown], [frame_paths(r) for r in gallery], rows.astype(np.float64),

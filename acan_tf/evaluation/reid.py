@@ -107,7 +107,8 @@ def _camera_confusion(discriminator, raw_query, raw_gallery, q_camids, g_camids,
     camids = np.concatenate([q_camids, g_camids])
     known = np.isin(camids, list(camera_classes))
     classes = np.array([camera_classes[c] for c in camids[known]])
-    logits = np.concatenate([np.asarray(discriminator(chunk)) for chunk in np.array_split(features[known], max(1, len(classes) // 4096))])
+    logits = np.concatenate([np.asarray(discriminator(chunk))
+                             for chunk in np.array_split(features[known], max(1, len(classes) // 4096))])
     predicted = logits.argmax(axis=1)
     return {
         "d_test_accuracy": float(np.mean(predicted == classes)),

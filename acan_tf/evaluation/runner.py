@@ -137,9 +137,12 @@ def evaluation_document(model: dict, data: ReIDDataset, reranking: Reranking | N
     }
 
 
-def default_output(run_dir: str | None, saved_model: str | None, checkpoint: str, dataset: str | None, rerank: bool) -> str:
-    """RUN/evaluation_<checkpoint>[_<dataset>][_rerank].json, or evaluation[_<dataset>][_rerank].json in the SavedModel."""
-    parts = ["evaluation"] + ([checkpoint] if run_dir else []) + ([dataset] if dataset else []) + (["rerank"] if rerank else [])
+def default_output(
+    run_dir: str | None, saved_model: str | None, checkpoint: str, dataset: str | None, rerank: bool
+) -> str:
+    """RUN/evaluation_<checkpoint>[_<dataset>][_rerank].json, or evaluation[_<dataset>][_rerank].json in SavedModel."""
+    parts = (["evaluation"] + ([checkpoint] if run_dir else []) + ([dataset] if dataset else [])
+             + (["rerank"] if rerank else []))
     return os.path.join(run_dir or saved_model, "_".join(parts) + ".json")
 
 

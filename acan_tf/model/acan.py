@@ -1,4 +1,4 @@
-"""ACAN (paper Fig. 2): F trained with the intra-camera triplet loss plus multi-camera adversarial learning against D."""
+"""ACAN (paper Fig. 2): F trained with the intra-camera triplet loss and multi-camera adversarial learning against D."""
 
 from __future__ import annotations
 

@@ -89,7 +89,8 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
 
     def sgd(rate: float) -> keras.optimizers.Optimizer:
         optimizer = keras.optimizers.SGD(
-            step_decay(rate, config, steps_per_epoch), momentum=config.momentum, weight_decay=config.weight_decay or None
+            step_decay(rate, config, steps_per_epoch), momentum=config.momentum,
+            weight_decay=config.weight_decay or None,
         )
         return keras.optimizers.LossScaleOptimizer(optimizer) if config.mixed_precision == "float16" else optimizer
 
