@@ -86,14 +86,19 @@ def test_a_signal_saves_the_step_exits_128_plus_signal_and_resume_is_bit_identic
 
 
 def test_a_second_trainer_on_a_live_folder_fails_at_once_and_changes_nothing(tiny_tree, tmp_path):
-    out = tmp_path / "run"
-    settings = dict(epochs=1, steps_per_epoch=3000, checkpoint_every_steps=10_000, deterministic=True, eval_every=0)
+    out, alone = tmp_path / "run", tmp_path / "alone"
+    # Long enough for three more trainers to start and fail while the first one trains (tiny steps take ~10 ms).
+    settings = dict(epochs=1, steps_per_epoch=1500, checkpoint_every_steps=10_000, deterministic=True, eval_every=0)
+    reference = subprocess.Popen(train_command(tiny_config(tiny_tree, str(alone), **settings)), cwd=REPO,
+                                 env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = subprocess.Popen(train_command(tiny_config(tiny_tree, str(out), **settings)), cwd=REPO,
                              env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lock = RunDir(str(out)).lock_file
     second = []
     try:
-        wait_for(lambda: os.path.isfile(lock) and str(first.pid) in open(lock).read(), first)
+        # Locked, its run files written and its TensorBoard folder made: the first trainer is training.
+        wait_for(lambda: os.path.isfile(lock) and str(first.pid) in open(lock).read()
+                 and os.path.isdir(RunDir(str(out)).logs_dir), first)
         before = sorted(os.listdir(out))
         recorded = open(lock).read()
         second = [subprocess.Popen(train_command(tiny_config(tiny_tree, str(out), **settings)) + extra, cwd=REPO,
@@ -104,6 +109,7 @@ def test_a_second_trainer_on_a_live_folder_fails_at_once_and_changes_nothing(tin
         assert sorted(os.listdir(out)) == before and open(lock).read() == recorded
     except BaseException:
         first.kill()
+        reference.kill()
         raise
     finally:
         for process in second:
@@ -114,7 +120,10 @@ def test_a_second_trainer_on_a_live_folder_fails_at_once_and_changes_nothing(tin
         assert re.search(rf"acan_tf.train: error: {re.escape(str(out))} is in use by another trainer \(pid {first.pid} "
                          rf"on {re.escape(socket.gethostname())}, since ", stderr), stderr[-2000:]
     assert first.wait(timeout=600) == 0, first.stderr.read()[-3000:]
+    assert reference.wait(timeout=600) == 0
     assert (out / "report.json").exists()
+    expected, actual = (json.loads((folder / "report.json").read_text())["weights_sha256"] for folder in (alone, out))
+    assert actual == expected, "the first run ends with the weights it has when trained alone"
 
 
 def test_a_locked_run_can_be_evaluated(tiny_tree, tmp_path):

@@ -238,15 +238,17 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
                             {"F": acan.f_optimizer, "D": acan.d_optimizer})
         callbacks = [evaluation, *callbacks, logs]  # evaluation first: the others record its val_* logs
     try:
+        # The signals' handlers stay in place through the save after a stop: a second signal must not cut it short.
         with StopSignals() as signals:
-            fit(acan, strategy, stream(initial_step), callbacks, config.epochs, steps_per_epoch, initial_step,
-                use_jit_compile(config.jit_compile), verbose=1 if chief else 0, before_epoch=before_epoch,
-                signals=signals)
-    except StopRequested as stop:
-        if checkpoint.saved_step != stop.step and not checkpoint.hold():
-            checkpoint.save(stop.step)  # every worker takes part, as in a periodic save
-        stop.saved_step, stop.saved_in = checkpoint.saved_step, folder.state_dir
-        raise
+            try:
+                fit(acan, strategy, stream(initial_step), callbacks, config.epochs, steps_per_epoch, initial_step,
+                    use_jit_compile(config.jit_compile), verbose=1 if chief else 0, before_epoch=before_epoch,
+                    signals=signals)
+            except StopRequested as stop:
+                if checkpoint.saved_step != stop.step and not checkpoint.hold():
+                    checkpoint.save(stop.step)  # every worker takes part, as in a periodic save
+                stop.saved_step, stop.saved_in = checkpoint.saved_step, folder.state_dir
+                raise
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
         bad = find_unreadable(batches.paths.tolist())
         if not bad:
