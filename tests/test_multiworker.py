@@ -25,7 +25,10 @@ from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_con
 
 pytestmark = pytest.mark.slow  # two worker processes: the full suite only
 
-TOLERANCE = 1e-5
+# Ring all-reduce across processes and the local all-reduce of one process sum in other orders (~1e-7); batch-hard
+# mining over the pseudo-identity batch picks its hardest pairs discontinuously, so a near tie can amplify that to
+# ~1e-4 in a few steps (measured 1.8e-4). Workers training on other pseudo-identities would differ far more.
+TOLERANCE = 5e-4
 REFERENCE = textwrap.dedent(
     """
     import json, sys
@@ -56,14 +59,16 @@ def test_two_workers_match_each_other_and_a_single_process_run(tmp_path):
     shared, single = tmp_path / "multi", tmp_path / "single"
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    command = train_command(tiny_config(tree, str(shared), strategy="multi_worker", deterministic=True))
+    # With the association stage: every worker must train on the same (the chief's) pseudo-identities.
+    stage = dict(cross_camera="association", association_first_epoch=2)
+    command = train_command(tiny_config(tree, str(shared), strategy="multi_worker", deterministic=True, **stage))
     workers = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})
         env = subprocess_env(TF_CONFIG=tf_config, TMPDIR=str(scratch))
         workers.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True))
-    config = tiny_config(tree, str(single), strategy="mirrored", deterministic=True)
+    config = tiny_config(tree, str(single), strategy="mirrored", deterministic=True, **stage)
     try:
         reference = subprocess.run([sys.executable, "-c", REFERENCE, json.dumps(config.to_json())], cwd=REPO,
                                    env=subprocess_env(), capture_output=True, text=True, timeout=300)
@@ -78,7 +83,11 @@ def test_two_workers_match_each_other_and_a_single_process_run(tmp_path):
     digests = [re.search(r"final weights sha256: (\w+)", out).group(1) for out, _ in outputs]
     assert digests[0] == digests[1], "both workers must end with bit-identical weights"
     assert "Re-ID (Market-1501 protocol)" in outputs[0][0] and "Re-ID" not in outputs[1][0], "only the chief evaluates"
-    assert json.loads((shared / "report.json").read_text())["weights_sha256"] == digests[0]
+    multi_report = json.loads((shared / "report.json").read_text())
+    assert multi_report["weights_sha256"] == digests[0]
+    rounds = json.loads((single / "report.json").read_text())["association"]
+    assert len(rounds) == 1 and multi_report["association"] == rounds, "the same association as one process"
+    assert multi_report["history"]["pseudo_loss"][-1] > 0, "the pseudo-identity batch was trained on"
     assert not list(scratch.glob("acan_tf_worker_*")), "the non-chief worker's scratch folder is removed"
 
     multi = h5_arrays(str(shared / "checkpoints" / "last.weights.h5"))
