@@ -103,7 +103,8 @@ def check_writable(folder: str) -> None:
 def check_same_run(config: Config, folder: RunDir) -> None:
     """Raises a RunError naming every setting that changes what the run computes from the saved run's."""
     if not folder.has_config():
-        raise RunError(f"--resume: {folder.path} holds files but no run (no config.json); choose another --output_dir")
+        raise RunError(f"--resume: {folder.path} holds files but no run ({folder.config_file} not found); "
+                       "choose another --output_dir")
     try:
         saved = folder.read_config()
     except (RunDirectoryError, ConfigError, TypeError) as error:
