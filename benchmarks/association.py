@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+
+from machine import machine  # noqa: E402  (benchmarks/, the script's own folder)
 
 from acan_tf.io import write_json  # noqa: E402
 from acan_tf.training.association import associate, association_quality, proxy_global_ids  # noqa: E402
@@ -219,11 +220,7 @@ def main():
             "tiny_feature_extraction_extrapolated": extraction,
             "repeats": args.repeats,
             "repeats_100k": args.repeats_100k,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+            **machine(load_before),
         },
     )
     print(f"wrote {args.output}")

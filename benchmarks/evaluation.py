@@ -15,18 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
+from machine import machine  # noqa: E402  (benchmarks/, the script's own folder)
+
 from acan_tf.evaluation.metrics import evaluate, evaluate_features, pairwise_distance  # noqa: E402
+from acan_tf.io import write_json  # noqa: E402
 
 MARKET = dict(num_ids=751, num_cams=6, num_queries=3368, num_gallery=19732)
 MSMT17 = dict(num_ids=3060, num_cams=15, num_queries=11659, num_gallery=82161)
@@ -170,15 +171,6 @@ def memory_child():
     )
 
 
-def write_json(path, payload):
-    """Write JSON atomically: a temporary file in the same directory, then os.replace."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(payload, out, indent=2)
-    os.replace(temporary, path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default=os.path.join("benchmarks", "results", "evaluation.json"))
@@ -211,11 +203,7 @@ def main():
         {
             "cases": cases,
             "repeats": args.repeats,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+            **machine(load_before),
         },
     )
     print(f"wrote {args.output}")
