@@ -148,6 +148,7 @@ def run(config: Config) -> dict:
     lock = RunLock(write_dir.lock_file)
     try:
         if os.path.isdir(write_dir.path):  # before looking at its files: a live run may be writing them
+            check_writable(write_dir.path)  # a read-only folder cannot take the lock file: say so in one line
             lock.acquire()
         return _run(config, strategy, write_dir, lock)
     finally:
