@@ -182,8 +182,9 @@ def test_a_new_run_refuses_a_folder_holding_a_run(tmp_path, report, step, held):
     with pytest.raises(RunError,
                        match=rf"already holds {held}; pass --resume to continue it, --overwrite to replace it"):
         run(config)
-    assert sorted(os.listdir(tmp_path / "run")) == sorted(["config.json"]
-                                                          + (["report.json"] if report else ["checkpoints"]))
+    # Nothing changed but the (empty, hidden) lock file the refused trainer held while it looked.
+    assert RunDir(str(tmp_path / "run")).contents() == sorted(["config.json"]
+                                                              + (["report.json"] if report else ["checkpoints"]))
 
 
 def test_resuming_a_finished_run_returns_its_report_without_training(tmp_path):
