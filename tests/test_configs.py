@@ -49,7 +49,8 @@ def parse(*argv: str) -> Config:
 
 
 def test_there_is_one_flagfile_per_real_dataset_with_and_without_association_and_one_for_the_synthetic_benchmark():
-    expected = [*REAL_DATASETS, *(f"{name}_association" for name in REAL_DATASETS), "synthetic"]
+    expected = [*REAL_DATASETS, *(f"{name}_association" for name in REAL_DATASETS), "synthetic",
+                "synthetic_pretrained"]
     assert sorted(path.stem for path in CONFIGS) == sorted(expected)
 
 
@@ -67,6 +68,15 @@ def test_association_flagfile_is_the_papers_plus_the_stage(path, monkeypatch):
 
 def test_the_synthetic_flagfile_is_the_run_without_flags():
     assert parse(f"--flagfile={REPO / 'configs' / 'synthetic.cfg'}") == Config()
+
+
+def test_the_pretrained_synthetic_flagfile_is_that_run_with_imagenet_lite0(monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = parse(f"--flagfile={REPO / 'configs' / 'synthetic_pretrained.cfg'}")
+    assert (config.backbone, config.backbone_weights, config.lr_pretrained) == ("efficientnet_lite0", "imagenet", 0.01)
+    changed = {"backbone", "backbone_weights", "lr_pretrained", "lr_new", "output_dir"}
+    assert {k: v for k, v in config.to_json().items() if k not in changed} == \
+        {k: v for k, v in Config().to_json().items() if k not in changed}
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda path: path.name)

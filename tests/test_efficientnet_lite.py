@@ -198,7 +198,9 @@ def test_the_registered_backbone_converts_once_into_the_cache_and_feeds_the_enco
     assert embeddings.shape == (2, 1280)
     reference = build_efficientnet_lite0((64, 32, 3))
     load_torch_state(reference, state)
-    feature_map = reference((pixels - 127.0) / 128.0, training=False).numpy()
+    # F pools the head's pre-activation (its batch norm's output), not the ReLU6 after it.
+    head = keras.Model(reference.input, reference.get_layer("head_bn").output)
+    feature_map = head((pixels - 127.0) / 128.0, training=False).numpy()
     np.testing.assert_allclose(embeddings, feature_map.mean(axis=(1, 2)), atol=1e-5)
 
     cached.write_bytes(cached.read_bytes()[:-10] + b"0123456789")
