@@ -41,7 +41,20 @@ def test_guard_fires_after_the_window_of_collapsed_steps():
     assert raised.value.step == 7
     message = str(raised.value)
     assert message.startswith("step 7: ") and "since step 3" in message and "--lr_pretrained" in message
-    assert "below 0.01 margins for 5 steps" in raised.value.symptom and "\n" not in message
+    assert "below 0.01 margins for 5 of the last 5 steps" in raised.value.symptom and "\n" not in message
+
+
+def test_a_collapsed_embedding_that_blips_above_the_threshold_is_still_caught():
+    # Measured in a collapsed run: the spread is 0 but for a step now and then at 0.03 or 0.2 margins.
+    guard = CollapseGuard(threshold=1e-2, window=20)
+    spreads = [0.0] * 60
+    spreads[5], spreads[12] = 0.2, 0.03  # steps 6 and 13
+    with pytest.raises(CollapseError) as raised:
+        for step, spread in enumerate(spreads, 1):
+            guard.update(step, spread)
+    assert raised.value.step == 20 and "for 18 of the last 20 steps, since step 1" in raised.value.symptom
+    guard = CollapseGuard(threshold=1e-2, window=20)
+    assert not any(guard.update(step, 0.0 if step % 2 else 1.0) for step in range(1, 100)), "half low is no collapse"
 
 
 def test_guard_stays_quiet_on_healthy_spreads():

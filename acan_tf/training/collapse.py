@@ -3,10 +3,12 @@
 At too high a learning rate F can map every image to the same point: every triplet's loss is then the margin,
 D's loss ln C, and training runs on to chance-level metrics. The train step reports the spread of its triplet
 batch's embeddings in units of the margin; `CollapseGuard` stops the run (or warns) once it has stayed below a
-threshold for a window of consecutive steps.
+threshold in most steps of a window.
 """
 
 from __future__ import annotations
+
+import collections
 
 import keras
 from absl import logging
@@ -15,6 +17,7 @@ from acan_tf.model.acan import SPREAD_LOG
 
 SPREAD_THRESHOLD = 1e-2  # in margins; see BUILD.md for the values measured in healthy and collapsed runs
 WINDOW = 50
+LOW_SHARE = 0.9  # of the window's steps
 
 
 class CollapseError(RuntimeError):
@@ -28,7 +31,8 @@ class CollapseError(RuntimeError):
 
 
 class CollapseGuard:
-    """Raises CollapseError (or, with `warn_only`, warns) once the spread stays below `threshold` for `window` steps."""
+    """Raises CollapseError (or, with `warn_only`, warns) once the spread has been below `threshold` in at least
+    LOW_SHARE of the last `window` steps."""
 
     def __init__(self, threshold: float = SPREAD_THRESHOLD, window: int = WINDOW, warn_only: bool = False):
         if threshold <= 0.0 or window < 1:
@@ -37,29 +41,31 @@ class CollapseGuard:
         self.threshold = threshold
         self.window = window
         self.warn_only = warn_only
-        self.since: int | None = None  # the first step of the current run of low spreads
+        # (step, whether its spread was low) of the last `window` steps. A share, not a run of consecutive steps:
+        # measured, a collapsed embedding still blips above the threshold now and then (0.03, 0.2 margins).
+        self.recent: collections.deque[tuple[int, bool]] = collections.deque(maxlen=window)
+        self.warned = False
 
     @property
     def suspects(self) -> bool:
-        """Whether the latest steps' spread is below the threshold (a collapse may be under way)."""
-        return self.since is not None
+        """Whether any of the last `window` steps had a low spread (a collapse may be under way)."""
+        return any(low for _, low in self.recent)
 
     def update(self, step: int, spread: float) -> bool:
         """Records step `step`'s spread; whether the embedding counts as collapsed now."""
-        if not spread < self.threshold:  # NaN counts as healthy here: the loop's NaN check reports it
-            self.since = None
+        self.recent.append((step, spread < self.threshold))  # NaN is not low: the loop's NaN check reports it
+        lows = sum(low for _, low in self.recent)
+        if len(self.recent) < self.window or lows < LOW_SHARE * self.window:
+            self.warned = False
             return False
-        if self.since is None:
-            self.since = step
-        low_steps = step - self.since + 1
-        if low_steps < self.window:
-            return False
-        symptom = (f"embedding spread below {self.threshold:g} margins for {low_steps} steps since step {self.since}, "
-                   f"now {spread:.2g}: every triplet's loss is the margin")
+        since = next(seen for seen, low in self.recent if low)
+        symptom = (f"embedding spread below {self.threshold:g} margins for {lows} of the last {self.window} steps, "
+                   f"since step {since}, now {spread:.2g}: every triplet's loss is the margin")
         if not self.warn_only:
             raise CollapseError(step, symptom)
-        if low_steps == self.window:  # once per collapse, not at every later step
+        if not self.warned:  # once per collapse, not at every later step
             logging.warning("%s", CollapseError(step, symptom))
+            self.warned = True
         return True
 
 
