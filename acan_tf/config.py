@@ -71,7 +71,7 @@ class Config:
     margin: float = _field(0.3, "Triplet margin m (paper: 0.3).")
     # Cross-camera association (beyond the paper; acan_tf.training.association).
     cross_camera: str = _field(
-        "none",
+        "association",
         "Cross-camera identities: none (ACAN as published), association (pseudo-identities linked across cameras from "
         "F's features and camera-local ids only) or supervised (the TRUE cross-camera ids: an upper bound that uses "
         "cross-camera labels).",

@@ -37,7 +37,7 @@ STEP = re.compile(r"(\d+)/(\d+)\D.*?(\d+(?:\.\d+)?)(ms|s)/step")
 def stop_once(model: str, data_root: str, output_dir: str) -> dict:
     """One run of `model` stopped by SIGTERM after a few steps: exit status, seconds to exit, seconds per step."""
     command = [sys.executable, "-m", "acan_tf.train", f"--data_root={data_root}", f"--output_dir={output_dir}",
-               "--epochs=1", "--steps_per_epoch=1000", "--checkpoint_every_steps=100000", "--noanalyses",
+               "--epochs=2", "--steps_per_epoch=1000", "--checkpoint_every_steps=100000", "--noanalyses",
                *MODELS[model]]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     progress = {"step": 0, "per_step": None}

@@ -84,7 +84,7 @@ def test_flagfile_holds_the_papers_settings(path):
     config = parse(f"--flagfile={path}")
     assert {name: getattr(config, name) for name in PAPER} == PAPER
     assert config.dataset == path.stem
-    assert config.scheme == "oce"
+    assert config.scheme == "oce" and config.cross_camera == "none", "ACAN as published"
     assert config.output_dir == f"runs/{path.stem}-oce"
     assert config.data_root.startswith("data/")
     assert config.eval_every >= 1

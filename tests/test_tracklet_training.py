@@ -28,7 +28,7 @@ TEST_IDS = (7, 8, 9)
 TRACKLET_LENGTHS = (2, 5)
 # The tiny model: a run takes seconds on a CPU; the rest comes from the dataset's flagfile.
 TINY = ("--backbone=tiny", "--backbone_weights=none", "--image_height=32", "--image_width=16",
-        "--num_identities=2", "--num_instances=2", "--camera_batch_size=4", "--epochs=1",
+        "--num_identities=2", "--num_instances=2", "--camera_batch_size=4", "--epochs=1", "--cross_camera=none",
         "--steps_per_epoch=2", "--frames_per_tracklet=3", "--eval_every=1", "--noanalyses")
 
 
@@ -96,20 +96,24 @@ def test_short_tracklets_repeat_frames_long_ones_get_t_distinct_frames_in_order(
     assert seen["short"] > 0 and seen["long"] > 0
 
 
-def test_mars_flagfile_trains_tiny_model_end_to_end(tmp_path):
+def test_mars_association_flagfile_trains_tiny_model_end_to_end_on_tracklets(tmp_path):
     root = write_mars(tmp_path / "data")
     output_dir = tmp_path / "run"
+    # The association stage on tracklets: one round before epoch 2, its proxies the means of tracklet features.
+    stage = ("--cross_camera=association", "--epochs=2", "--association_first_epoch=2")
     result = subprocess.run(
-        [sys.executable, "-m", "acan_tf.train", "--flagfile=configs/mars.cfg", f"--data_root={root}", *TINY,
-         f"--output_dir={output_dir}"],
+        [sys.executable, "-m", "acan_tf.train", "--flagfile=configs/mars_association.cfg", f"--data_root={root}", *TINY,
+         *stage, f"--output_dir={output_dir}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((output_dir / "report.json").read_text())
+    assert len(report["association"]) == 1 and report["association"][0]["num_proxies"] == len(TRAIN_IDS) * len(CAMERAS)
+    assert "cross-camera association" in report["stages"] and "pseudo_loss" in report["history"]
     assert report["config"]["dataset"] == "mars" and report["config"]["scheme"] == "oce"
     assert report["config"]["frames_per_tracklet"] == 3 and report["config"]["margin"] == 0.3
     assert json.loads((output_dir / "run.json").read_text())["is_video"] is True
-    assert_finished(report, num_train=len(CAMERAS) * len(TRAIN_IDS) * len(TRACKLET_LENGTHS))
+    assert_finished(report, num_train=len(CAMERAS) * len(TRAIN_IDS) * len(TRACKLET_LENGTHS), epochs=2)
     assert "mAP" in result.stdout
     assert "Sharding callback duration" not in result.stderr  # TensorFlow's INFO line at every state save
 
@@ -126,13 +130,13 @@ def test_duke_si_tracklet_flagfile_trains_through_the_same_trainer(tmp_path):
     assert_finished(report, num_train=2 * len(TRAIN_IDS) * len(TRACKLET_LENGTHS))
 
 
-def assert_finished(report: dict, num_train: int) -> None:
-    """One epoch of finite losses and a final evaluation of every query with finite ranking metrics."""
+def assert_finished(report: dict, num_train: int, epochs: int = 1) -> None:
+    """`epochs` epochs of finite losses and a final evaluation of every query with finite ranking metrics."""
     assert report["dataset"]["num_train"] == num_train
     for name in ("loss", "triplet_loss", "d_loss", "adv_loss"):
-        assert len(report["history"][name]) == 1 and math.isfinite(report["history"][name][0]), name
+        assert len(report["history"][name]) == epochs and all(map(math.isfinite, report["history"][name])), name
     final = report["final"]
-    assert final["epoch"] == 1 and final["num_valid_queries"] == len(TEST_IDS)
+    assert final["epoch"] == epochs and final["num_valid_queries"] == len(TEST_IDS)
     for name in ("mAP", "rank1", "mINP", "discrepancy"):
         assert math.isfinite(final[name]), name
     assert 0.0 <= final["mAP"] <= 1.0 and 0.0 <= final["rank1"] <= 1.0

@@ -19,7 +19,7 @@ SPEC = SyntheticSpec(num_cameras=3, num_train_ids=12, num_test_ids=6, max_camera
 TINY = dict(
     dataset="synthetic", backbone="tiny", image_height=32, image_width=16, num_identities=4, num_instances=2,
     camera_batch_size=6, epochs=2, steps_per_epoch=3, eval_every=0, eval_batch_size=64, lr_decay_epochs=(1,),
-    analyses=False,
+    analyses=False, cross_camera="none",
 )
 
 
