@@ -171,7 +171,8 @@ def test_supervised_mode_uses_the_true_ids_and_says_so(people):
     for pseudo in np.unique(stage.state.pseudo_ids):
         assert len(set(true[stage.state.pseudo_ids == pseudo])) == 1
     assert "SUPERVISED" in describe_stages(settings) and "true cross-camera labels" in describe_stages(settings)
-    assert "association" not in describe_stages(Config())
+    assert "association" not in describe_stages(Config(cross_camera="none"))
+    assert "cross-camera association" in describe_stages(Config()), "the default run associates"
 
 
 @pytest.mark.parametrize("flags, message", [

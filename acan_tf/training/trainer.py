@@ -27,6 +27,7 @@ from acan_tf.data.summary import summarize
 from acan_tf.data.validation import carve_validation
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
+from acan_tf.evaluation.features import frame_embedder
 from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.backbones import BackboneError
 from acan_tf.model.builder import build_acan
@@ -197,9 +198,13 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
             folder.clear()
         folder.write_start(config, _run_info(data, steps_per_epoch), data.summary)
 
+    # One trace of F for every evaluation and association round: a new one each time made TensorFlow warn of
+    # frequent retracing in the middle of the progress bar.
+    embed = frame_embedder(acan.encoder, config.image_height, config.image_width)
+
     def evaluate(final: bool) -> dict:
         return evaluate_reid(
-            acan.encoder, data.dataset.query, data.dataset.gallery, config.image_height, config.image_width,
+            embed, data.dataset.query, data.dataset.gallery, config.image_height, config.image_width,
             config.eval_batch_size, config.normalize_features, acan.discriminator, train.camera_classes,
             keep_features=final and config.analyses,
         )
@@ -220,7 +225,7 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         """Runs the association round due before `epoch`; a resumed epoch keeps the saved pseudo-identities."""
         if step % steps_per_epoch or not is_round_epoch(config, epoch):
             return None
-        stage.associate(acan.encoder, epoch, step)
+        stage.associate(embed, epoch, step)
         return stream(step)
 
     guard = CollapseGuard(warn_only=config.collapse_guard == "warn")
