@@ -103,6 +103,9 @@ def fit(
     that a resumed run starts the next epoch whole. The caller saves the state of the step it names.
     """
     step_function = make_step_function(model, strategy, jit_compile)
+    # One process may stop after the step in flight, as soon as it has the signal; workers of a multi-worker run
+    # stop after the step whose all-reduced flag says so (one step later), so that all stop at the same step.
+    local = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     iterator = iter(batches)
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_progbar=verbose > 0, model=model, verbose=verbose, epochs=epochs, steps=steps_per_epoch
@@ -123,13 +126,14 @@ def fit(
         for batch in range(start, steps_per_epoch):
             callback_list.on_train_batch_begin(batch)
             values, finite, stop = step_function(iterator, tf.constant(bool(signals and signals.requested)))
+            stop = bool(stop) or (local and bool(signals and signals.requested))
             logs = {name: float(value) for name, value in values.items()}
             check_finite(epoch * steps_per_epoch + batch + 1, logs, bool(finite))
             callback_list.on_train_batch_end(batch, logs)
-            if bool(stop) and batch + 1 < steps_per_epoch:
+            if stop and batch + 1 < steps_per_epoch:
                 raise StopRequested(epoch * steps_per_epoch + batch + 1, _signal_number(signals))
         callback_list.on_epoch_end(epoch, logs)
-        if bool(stop) and epoch + 1 < epochs:
+        if stop and epoch + 1 < epochs:
             raise StopRequested((epoch + 1) * steps_per_epoch, _signal_number(signals))
     callback_list.on_train_end()
 
