@@ -25,7 +25,9 @@ from acan_tf.training.cross_camera import (
     is_round_epoch,
     supervised_ids,
 )
+from acan_tf.training.trainer import run
 from tests.test_losses import numpy_batch_hard
+from tests.tiny_runs import tiny_config
 
 NO_AUGMENTATION = Augmentation(flip=False, pad=0, random_erasing=0.0)
 NUM_CAMERAS, NUM_PEOPLE = 3, 6
@@ -184,3 +186,13 @@ def test_supervised_mode_uses_the_true_ids_and_says_so(people):
 def test_impossible_association_flags_fail_before_training(flags, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
         config(**flags)
+
+
+def test_a_run_whose_rounds_find_no_component_trains_on_without_the_third_batch(tiny_tree, tmp_path, caplog):
+    # A cosine of 1 between centred proxies links nothing: the round says so and the run goes on as plain ACAN.
+    config = tiny_config(tiny_tree, str(tmp_path / "run"), cross_camera="association", association_threshold=1.0)
+    with caplog.at_level("WARNING"):
+        report = run(config)
+    assert [r["num_components"] for r in report["association"]] == [0]
+    assert report["history"]["pseudo_loss"] == [0.0, 0.0] and np.isfinite(report["final"]["mAP"])
+    assert any("training continues without the pseudo-identity batch" in r.getMessage() for r in caplog.records)

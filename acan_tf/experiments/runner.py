@@ -86,7 +86,8 @@ EXPERIMENTS = {
     "disc_width_sweep": Experiment("disc_width", (64, 128, 256, 512), int,
                                    "Sensitivity to the width of D (Fig. 5)", "D width"),
     "association": Experiment("setting", tuple(ASSOCIATION_LADDER), str,
-                              "Cross-camera association vs ACAN and the supervised ceiling", "Setting",
+                              "Cross-camera association vs ACAN and the supervised ceiling (which uses the true "
+                              "cross-camera labels)", "Setting",
                               ASSOCIATION_LADDER),
 }
 
