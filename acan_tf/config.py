@@ -147,14 +147,16 @@ class Config:
 
     @classmethod
     def from_json(cls, values: dict[str, Any]) -> "Config":
-        """The config saved by `to_json`; unknown keys are an error."""
+        """The config saved by `to_json` (missing keys: the default, but no association stage); unknown keys are an
+        error."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}")
         if "lr_decay_epochs" in values:
             values = {**values, "lr_decay_epochs": tuple(values["lr_decay_epochs"])}
-        return cls(**values)
+        # A run saved before the association stage existed ran without it, whatever today's default is.
+        return cls(**{"cross_camera": "none", **values})
 
     def computed(self) -> dict[str, Any]:
         """The settings that decide what the run computes (every field not marked runtime), JSON-ready."""

@@ -196,3 +196,10 @@ def test_a_run_whose_rounds_find_no_component_trains_on_without_the_third_batch(
     assert [r["num_components"] for r in report["association"]] == [0]
     assert report["history"]["pseudo_loss"] == [0.0, 0.0] and np.isfinite(report["final"]["mAP"])
     assert any("training continues without the pseudo-identity batch" in r.getMessage() for r in caplog.records)
+
+
+def test_a_config_saved_before_the_stage_existed_reads_as_acan_without_it():
+    saved = {name: value for name, value in Config().to_json().items() if not name.startswith(("association_",))}
+    del saved["cross_camera"]
+    assert Config.from_json(saved).cross_camera == "none"
+    assert Config.from_json(Config().to_json()).cross_camera == "association"
