@@ -87,8 +87,7 @@ def test_a_signal_saves_the_step_exits_128_plus_signal_and_resume_is_bit_identic
 
 def test_a_second_trainer_on_a_live_folder_fails_at_once_and_changes_nothing(tiny_tree, tmp_path):
     out, alone = tmp_path / "run", tmp_path / "alone"
-    # Long enough for three more trainers to start and fail while the first one trains (tiny steps take ~10 ms).
-    settings = dict(epochs=1, steps_per_epoch=1500, checkpoint_every_steps=10_000, deterministic=True, eval_every=0)
+    settings = dict(epochs=1, steps_per_epoch=200, checkpoint_every_steps=10_000, deterministic=True, eval_every=0)
     reference = subprocess.Popen(train_command(tiny_config(tiny_tree, str(alone), **settings)), cwd=REPO,
                                  env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = subprocess.Popen(train_command(tiny_config(tiny_tree, str(out), **settings)), cwd=REPO,
@@ -99,6 +98,8 @@ def test_a_second_trainer_on_a_live_folder_fails_at_once_and_changes_nothing(tin
         # Locked, its run files written and its TensorBoard folder made: the first trainer is training.
         wait_for(lambda: os.path.isfile(lock) and str(first.pid) in open(lock).read()
                  and os.path.isdir(RunDir(str(out)).logs_dir), first)
+        # Paused mid-training (holding its lock) while three more trainers try the folder, then let go on.
+        os.kill(first.pid, signal.SIGSTOP)
         before = sorted(os.listdir(out))
         recorded = open(lock).read()
         second = [subprocess.Popen(train_command(tiny_config(tiny_tree, str(out), **settings)) + extra, cwd=REPO,
@@ -107,6 +108,7 @@ def test_a_second_trainer_on_a_live_folder_fails_at_once_and_changes_nothing(tin
         results = [(process.wait(timeout=300), process.stderr.read()) for process in second]
         assert first.poll() is None, "the first trainer must outlive the attempts for the test to mean anything"
         assert sorted(os.listdir(out)) == before and open(lock).read() == recorded
+        os.kill(first.pid, signal.SIGCONT)
     except BaseException:
         first.kill()
         reference.kill()
