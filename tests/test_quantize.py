@@ -17,8 +17,8 @@ from acan_tf.deploy import quantize
 from acan_tf.deploy.exporter import ExportError, check_formats, export_run
 from acan_tf.deploy.parity import ParityError
 from acan_tf.evaluation.runner import evaluate_run
-from run_fixtures import HEIGHT, WIDTH, make_run
-from tiny_runs import make_tree
+from tests.run_fixtures import HEIGHT, WIDTH, make_run
+from tests.tiny_runs import make_tree
 
 pytestmark = pytest.mark.slow  # int8 exports calibrated and evaluated: the full suite only
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from acan_tf.training.run_lock import RunLock, RunLockedError, read_holder
-from tiny_runs import REPO
+from tests.tiny_runs import REPO
 
 # A second process: takes the lock at argv[1], says so, then waits for stdin to close (or for SIGKILL).
 HOLD = """

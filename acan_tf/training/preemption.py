@@ -74,11 +74,6 @@ class StopSignals:
         """The first signal received, or None."""
         return self.received[0] if self.received else None
 
-    def check(self, step: int) -> None:
-        """Raises StopRequested(step, signal) if a signal has asked to stop."""
-        if self.requested:
-            raise StopRequested(step, self.requested.number)
-
     def _record(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(ReceivedSignal(signum, time.time()))
 
