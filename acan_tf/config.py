@@ -44,8 +44,8 @@ class Config:
                                               "here if absent.")
     synthetic_camera_shift: float = _field(1.0, "Strength of the cameras' shifts when the synthetic benchmark is "
                                                 "generated (0-1).")
-    image_height: int = _field(64, "Input height H (paper: 256; the dataset flagfiles set it).")
-    image_width: int = _field(32, "Input width W (paper: 128).")
+    image_height: int = _field(128, "Input height H (paper: 256; the dataset flagfiles set it).")
+    image_width: int = _field(64, "Input width W (paper: 128).")
     frames_per_tracklet: int = _field(4, "Frames T sampled per tracklet in training (video datasets).")
     min_ids_per_camera: int = _field(0, "Cameras with fewer training identities are dropped; 0 means P (the paper).")
     # Batches (Eq. 11-12 and IV-A).
@@ -56,11 +56,14 @@ class Config:
                                            "average.", ("quota", "rejection"))
     # Augmentation.
     flip: bool = _field(True, "Random horizontal flip.")
-    pad: int = _field(4, "Zero padding before the random crop, in pixels (0: no crop); 10 at 256x128.")
+    pad: int = _field(8, "Zero padding before the random crop, in pixels (0: no crop); 10 at 256x128.")
     random_erasing: float = _field(0.5, "Probability of random erasing (0: off).")
     # Model.
-    backbone: str = _field("tiny", "Feature extractor F (resnet50 is the paper's).")
-    backbone_weights: str = _field("none", "none, imagenet (from the Keras cache; no download) or a weights file path.")
+    backbone: str = _field("efficientnet_lite0", "Feature extractor F (resnet50 is the paper's; tiny, with "
+                                                 "--backbone_weights=none, trains from scratch).")
+    backbone_weights: str = _field("imagenet", "none (random initialisation), imagenet (installed for "
+                                               "efficientnet_lite0, from the Keras cache for the others; no download) "
+                                               "or a weights file path.")
     disc_width: int = _field(128, "Width of D's fully connected layer (paper: 128).")
     # Objective (Eq. 13).
     scheme: str = _field("oce", "Adversarial scheme: none (only L_Triplet), grl, oce (the paper's) or ace.", SCHEMES)
@@ -86,13 +89,14 @@ class Config:
                                                "bias).")
     association_weight: float = _field(1.0, "Weight of the cross-camera triplet loss over pseudo-identities.")
     # Optimisation (SGD with momentum, step decay).
-    epochs: int = _field(12, "Training epochs (paper: 300).")
+    epochs: int = _field(3, "Training epochs (paper: 300).")
     steps_per_epoch: int = _field(100, "Steps per epoch; 0: training items / (P*K).")
-    lr_pretrained: float = _field(0.01, "Learning rate of F, the backbone (paper, ImageNet-pretrained ResNet-50: 0.1).")
-    lr_new: float = _field(0.01, "Learning rate of the new layers, D (paper: 0.01).")
+    lr_pretrained: float = _field(0.001, "Learning rate of F, the backbone (paper, ImageNet-pretrained ResNet-50: "
+                                         "0.1).")
+    lr_new: float = _field(0.001, "Learning rate of the new layers, D (paper: 0.01).")
     momentum: float = _field(0.9, "SGD momentum.")
     weight_decay: float = _field(5e-4, "Decoupled weight decay of both optimizers.")
-    lr_decay_epochs: tuple[int, ...] = _field((8,), "Epochs at which learning rates are multiplied by "
+    lr_decay_epochs: tuple[int, ...] = _field((2,), "Epochs at which learning rates are multiplied by "
                                                     "--lr_decay_factor (paper: 100,200).")
     lr_decay_factor: float = _field(0.1, "Learning-rate decay factor (paper: 0.1).")
     lr_warmup_epochs: int = _field(0, "Linear warm-up of both learning rates over the first N epochs (paper: none; "

@@ -147,7 +147,7 @@ def tiny_extraction(repeats, small=64, large=512, height=64, width=32):
     from acan_tf.evaluation.features import extract_features
     from acan_tf.model.builder import build_acan
 
-    config = Config(backbone="tiny", image_height=height, image_width=width)
+    config = Config(backbone="tiny", backbone_weights="none", image_height=height, image_width=width)
     acan = build_acan(config, num_cameras=MSMT17["num_cameras"], steps_per_epoch=1)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:

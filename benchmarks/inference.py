@@ -54,8 +54,8 @@ def median_seconds(calls: dict[str, Callable[[], object]], runs: int, warmup: in
 
 def export_untrained(backbone: str, height: int, width: int, folder: str, opset: int, calibration_images: int) -> dict:
     """Writes an untrained F as SavedModel, model.onnx and model_int8.onnx into `folder`; returns the quantization."""
-    acan = build_acan(Config(backbone=backbone, image_height=height, image_width=width), num_cameras=2,
-                      steps_per_epoch=1)
+    config = Config(backbone=backbone, backbone_weights="none", image_height=height, image_width=width)
+    acan = build_acan(config, num_cameras=2, steps_per_epoch=1)
     write_saved_model(acan, height, width, folder)
     write_onnx(acan, height, width, os.path.join(folder, ONNX_FILE), opset)
     # Random pixels calibrate as well as training images for timing: the int8 graph is the same either way.

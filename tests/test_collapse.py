@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from acan_tf.config import Config
 from acan_tf.model.acan import SPREAD_LOG, embedding_spread
-from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard
+from acan_tf.model.builder import build_acan
+from acan_tf.training.collapse import (
+    CollapseCallback,
+    CollapseError,
+    CollapseGuard,
+    DeadDiscriminatorCallback,
+    discriminator_is_dead,
+)
+from tests.run_fixtures import NUM_CAMERAS, training_batch
 
 
 def test_spread_matches_numpy():
@@ -93,3 +103,36 @@ def test_callback_counts_the_runs_global_step():
     callback.on_epoch_begin(2)
     with pytest.raises(CollapseError, match=r"^step 7: .*since step 4"):
         callback.on_train_batch_end(0, {SPREAD_LOG: 1e-4})
+
+
+def test_dead_discriminator_rule_on_measured_epochs():
+    assert discriminator_is_dead(1.7917616, 0.16666676, 6)  # Lite0 at --lr_new=0.01, epoch 3: dead since epoch 1
+    assert not discriminator_is_dead(3.7532661, 0.2121665, 6)  # the epoch in which it died
+    assert not discriminator_is_dead(1.6671326, 0.3743334, 6)  # Lite0 at --lr_new=0.001, OCE: alive
+    assert not discriminator_is_dead(math.log(6), 0.5, 6)
+    assert discriminator_is_dead(math.log(15), 1 / 15, 15)
+
+
+def test_a_discriminator_whose_units_died_gives_f_no_gradient_and_is_reported(caplog):
+    config = Config(backbone="tiny", backbone_weights="none", image_height=32, image_width=16, num_identities=2,
+                    num_instances=2, camera_batch_size=NUM_CAMERAS, cross_camera="none", lr_decay_epochs=())
+    acan = build_acan(config, NUM_CAMERAS, steps_per_epoch=3)
+    hidden = acan.discriminator.get_layer("hidden")
+    hidden.bias.assign(np.full(hidden.bias.shape, -1e4, np.float32))  # every unit off, for every input
+    batch = training_batch(0, config)
+    features = acan.embed(tf.constant(batch["camera_images"]), training=False)
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        _, f_adv_term = acan._adversarial_term(features, batch["camera_camids"], 1.0)
+    assert np.all(tape.gradient(f_adv_term, features).numpy() == 0.0)
+
+    batches = [training_batch(step, config) for step in range(3)]
+    data = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature={
+        key: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype)) for key, value in batches[0].items()})
+    logs = {name: values[-1] for name, values in acan.fit(data, epochs=1, verbose=0).history.items()}
+    assert logs["d_loss"] == pytest.approx(math.log(NUM_CAMERAS), abs=1e-5)
+    with caplog.at_level(logging.WARNING):
+        DeadDiscriminatorCallback(NUM_CAMERAS).on_epoch_end(0, logs)
+        DeadDiscriminatorCallback(NUM_CAMERAS).on_epoch_end(1, {"d_loss": 1.0, "d_accuracy": 0.5})
+    assert caplog.text.count("D's output no longer depends on its input") == 1
+    assert "epoch 1:" in caplog.text and "--lr_new" in caplog.text

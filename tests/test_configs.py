@@ -1,6 +1,7 @@
 """The flagfiles in configs/ parse with the trainer's flags and hold the paper's settings (IV-A); docs/reproduce.md's
 commands parse too."""
 
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -48,9 +49,9 @@ def parse(*argv: str) -> Config:
     return config_from_flags(flag_values)
 
 
-def test_there_is_one_flagfile_per_real_dataset_with_and_without_association_and_one_for_the_synthetic_benchmark():
+def test_there_is_one_flagfile_per_real_dataset_with_and_without_association_and_the_synthetic_benchmarks():
     expected = [*REAL_DATASETS, *(f"{name}_association" for name in REAL_DATASETS), "synthetic",
-                "synthetic_pretrained"]
+                "synthetic_pretrained", "synthetic_tiny", "tiny"]
     assert sorted(path.stem for path in CONFIGS) == sorted(expected)
 
 
@@ -70,13 +71,26 @@ def test_the_synthetic_flagfile_is_the_run_without_flags():
     assert parse(f"--flagfile={REPO / 'configs' / 'synthetic.cfg'}") == Config()
 
 
-def test_the_pretrained_synthetic_flagfile_is_that_run_with_imagenet_lite0(monkeypatch):
+def test_the_pretrained_synthetic_flagfile_is_the_run_without_flags_in_its_own_folder(monkeypatch):
     monkeypatch.chdir(REPO)
     config = parse(f"--flagfile={REPO / 'configs' / 'synthetic_pretrained.cfg'}")
-    assert (config.backbone, config.backbone_weights, config.lr_pretrained) == ("efficientnet_lite0", "imagenet", 0.01)
-    changed = {"backbone", "backbone_weights", "lr_pretrained", "lr_new", "output_dir"}
+    assert (config.backbone, config.backbone_weights, config.image_height) == ("efficientnet_lite0", "imagenet", 128)
+    assert dataclasses.replace(config, output_dir=Config().output_dir) == Config()
+
+
+def test_the_tiny_synthetic_flagfile_is_that_run_with_the_small_cnn_from_scratch(monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = parse(f"--flagfile={REPO / 'configs' / 'synthetic_tiny.cfg'}")
+    model = parse(f"--flagfile={REPO / 'configs' / 'tiny.cfg'}")
+    assert (config.backbone, config.backbone_weights, config.lr_pretrained, config.image_width, config.epochs) == \
+        ("tiny", "none", 0.01, 32, 12)
+    model_fields = {"backbone", "backbone_weights", "image_height", "image_width", "pad", "lr_pretrained", "lr_new"}
+    changed = model_fields | {"epochs", "lr_decay_epochs", "output_dir"}
     assert {k: v for k, v in config.to_json().items() if k not in changed} == \
         {k: v for k, v in Config().to_json().items() if k not in changed}
+    # tiny.cfg is the model part only, so that the experiments keep their own schedule with it.
+    default = Config().to_json()
+    assert {k for k, v in model.to_json().items() if v != default[k]} == model_fields
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda path: path.name)
@@ -98,7 +112,8 @@ def test_flagfile_holds_the_papers_settings(path):
 
 def test_flagfile_sets_each_flag_once():
     for path in CONFIGS:
-        names = [line.split("=")[0] for line in path.read_text().splitlines() if line.startswith("--")]
+        names = [line.split("=")[0] for line in path.read_text().splitlines()
+                 if line.startswith("--") and not line.startswith("--flagfile=")]  # nesting two files is fine
         assert len(names) == len(set(names)), path.name
 
 

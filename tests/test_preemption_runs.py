@@ -139,9 +139,9 @@ def test_a_locked_run_can_be_evaluated(tiny_tree, tmp_path):
 def test_an_interrupted_experiment_continues_from_its_saved_step(tiny_tree, tmp_path):
     out = tmp_path / "experiment"
     flags = [f"--{name}={value}" for name, value in dict(
-        dataset="synthetic", data_root=tiny_tree, backbone="tiny", image_height=32, image_width=16, num_identities=4,
-        num_instances=2, camera_batch_size=6, epochs=2, steps_per_epoch=60, eval_batch_size=64,
-        checkpoint_every_steps=10_000, output_dir=str(out)).items()]
+        dataset="synthetic", data_root=tiny_tree, backbone="tiny", backbone_weights="none", image_height=32,
+        image_width=16, pad=4, lr_pretrained=0.01, lr_new=0.01, num_identities=4, num_instances=2, camera_batch_size=6,
+        epochs=2, steps_per_epoch=60, eval_batch_size=64, checkpoint_every_steps=10_000, output_dir=str(out)).items()]
     command = [sys.executable, "-m", "acan_tf.experiments", "schemes", "--values=none", "--seeds=0", "--noanalyses",
                "--lr_decay_epochs=", *flags]
     run_dir = out / "scheme-none_seed0"

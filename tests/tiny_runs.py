@@ -17,7 +17,8 @@ SPEC = SyntheticSpec(num_cameras=3, num_train_ids=12, num_test_ids=6, max_camera
 # 3 cameras, P=4 identities x K=2, two images of every camera in the camera-balanced batch: one step takes a
 # few milliseconds on a CPU, and both the triplet and the camera batch split evenly over 2 replicas.
 TINY = dict(
-    dataset="synthetic", backbone="tiny", image_height=32, image_width=16, num_identities=4, num_instances=2,
+    dataset="synthetic", backbone="tiny", backbone_weights="none", image_height=32, image_width=16, pad=4,
+    lr_pretrained=0.01, lr_new=0.01, num_identities=4, num_instances=2,
     camera_batch_size=6, epochs=2, steps_per_epoch=3, eval_every=0, eval_batch_size=64, lr_decay_epochs=(1,),
     analyses=False, cross_camera="none",
 )

@@ -1,14 +1,21 @@
-"""Collapse guard: stop a run whose embedding has collapsed (every image embedded alike), which no NaN would reveal.
+"""Guards against two silent failures that no NaN would reveal: a collapsed embedding and a dead discriminator.
 
 At too high a learning rate F can map every image to the same point: every triplet's loss is then the margin,
 D's loss ln C, and training runs on to chance-level metrics. The train step reports the spread of its triplet
 batch's embeddings in units of the margin; `CollapseGuard` stops the run (or warns) once it has stayed below a
 threshold in most steps of a window.
+
+D can die on its own while F is healthy: measured with EfficientNet-Lite0, whose pooled features have a norm of about
+130, D's ReLUs all switched off in the first steps at --lr_new=0.01, and from then on it output the same
+probabilities for every image (loss ln C, accuracy 1/C to five digits). Its output no longer depends on F's
+features, so the adversarial term passes no gradient to F: the run trains as `--scheme=none` whatever the scheme.
+`DeadDiscriminatorCallback` warns at the end of such an epoch.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 
 import keras
 from absl import logging
@@ -85,3 +92,30 @@ class CollapseCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.guard.update(self.epoch * self.params["steps"] + batch + 1, float((logs or {})[SPREAD_LOG]))
+
+
+UNIFORM_TOLERANCE = 1e-3  # a live D, even one fooled by F, strays further from ln C and 1/C over an epoch (measured)
+
+
+def discriminator_is_dead(d_loss: float, d_accuracy: float, num_cameras: int) -> bool:
+    """Whether an epoch's mean D loss and accuracy are those of an output that ignores its input (ln C and 1/C)."""
+    return (abs(d_loss - math.log(num_cameras)) < UNIFORM_TOLERANCE
+            and abs(d_accuracy - 1.0 / num_cameras) < UNIFORM_TOLERANCE)
+
+
+class DeadDiscriminatorCallback(keras.callbacks.Callback):
+    """Warns at the end of every epoch whose mean D loss and accuracy say that D's output ignores its input."""
+
+    def __init__(self, num_cameras: int):
+        super().__init__()
+        self.num_cameras = num_cameras
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        d_loss, d_accuracy = float(logs["d_loss"]), float(logs["d_accuracy"])
+        if discriminator_is_dead(d_loss, d_accuracy, self.num_cameras):
+            logging.warning(
+                "epoch %d: D's output no longer depends on its input (loss %.4f = ln %d, accuracy %.4f = 1/%d): its "
+                "units have died, so the adversarial term passes no gradient to F and D's camera accuracy means "
+                "nothing; start a new run with a lower --lr_new (e.g. a tenth)",
+                epoch + 1, d_loss, self.num_cameras, d_accuracy, self.num_cameras)

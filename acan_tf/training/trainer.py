@@ -32,7 +32,7 @@ from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.backbones import BackboneError
 from acan_tf.model.builder import build_acan
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
-from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard
+from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard, DeadDiscriminatorCallback
 from acan_tf.training.cross_camera import CrossCameraStage, CrossCameraState, describe_stages, is_round_epoch
 from acan_tf.training.distribution import (
     DistributionError,
@@ -239,7 +239,8 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         hold=lambda: guard.suspects and not guard.warn_only,
     )
     # The guard first: at the step where it fires, nothing is saved.
-    callbacks = [CollapseCallback(guard), LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
+    callbacks = [CollapseCallback(guard), LastCheckpoint(write_dir.checkpoint("last")), checkpoint,
+                 DeadDiscriminatorCallback(len(train.camera_classes))]
     if chief:
         logs = TrainingLogs(write_dir.logs_dir, max(1, steps_per_epoch // 10),
                             {"F": acan.f_optimizer, "D": acan.d_optimizer})
