@@ -239,12 +239,12 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         hold=lambda: guard.suspects and not guard.warn_only,
     )
     # The guard first: at the step where it fires, nothing is saved.
-    callbacks = [CollapseCallback(guard), LastCheckpoint(write_dir.checkpoint("last")), checkpoint,
-                 DeadDiscriminatorCallback(len(train.camera_classes))]
+    callbacks = [CollapseCallback(guard), LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
     if chief:
         logs = TrainingLogs(write_dir.logs_dir, max(1, steps_per_epoch // 10),
                             {"F": acan.f_optimizer, "D": acan.d_optimizer})
-        callbacks = [evaluation, *callbacks, logs]  # evaluation first: the others record its val_* logs
+        # Evaluation first: the others record its val_* logs. The dead-D warning once, from the chief.
+        callbacks = [evaluation, *callbacks, logs, DeadDiscriminatorCallback(len(train.camera_classes))]
     try:
         # The signals' handlers stay in place through the save after a stop: a second signal must not cut it short.
         with StopSignals() as signals:
