@@ -9,10 +9,11 @@ Every setting is trained once per --seeds seed with `acan_tf.training.trainer.ru
 process, into OUTPUT_DIR/<parameter>-<value>_seed<seed>/. Every flag of acan_tf.train sets the base
 configuration (dataset, backbone, steps, ...); the experiment overrides only its parameter, the seed and the
 run's output folder. Defaults are acan_tf.train's except a shorter schedule (EXPERIMENT_DEFAULTS: 3 epochs of
-100 steps, evaluated after each, learning rates x0.1 after epoch 2), so `schemes` (12 runs) takes under an hour
-on 2 CPU cores. A run whose report.json holds the same configuration is reused, and a run of the same
-configuration that was killed or stopped before its report continues from its saved step (as --resume does), so an
-interrupted experiment resumes where it stopped.
+100 steps, evaluated after each, learning rates x0.1 after epoch 2): `schemes` (12 runs) takes about 80 minutes on
+2 CPU cores with the default pretrained EfficientNet-Lite0 at 128x64 (6-8 minutes a run, evaluated only at the end
+with --eval_every=3) and under an hour with --flagfile=configs/tiny.cfg. A run whose report.json holds the same
+configuration is reused, and a run of the same configuration that was killed or stopped before its report continues
+from its saved step (as --resume does), so an interrupted experiment resumes where it stopped.
 
 Outputs in OUTPUT_DIR (default runs/experiments/EXPERIMENT): results.json (every run's final metrics and
 the mean and standard deviation over seeds), results.md (the table: mAP, rank-1/5/10, mINP in %, the
