@@ -32,15 +32,19 @@ def training_batch(seed: int, config: Config) -> dict[str, np.ndarray]:
     }
 
 
+def batches_dataset(batches: list[dict[str, np.ndarray]]) -> tf.data.Dataset:
+    """`batches` as a finite tf.data.Dataset, one element per batch, for `fit`."""
+    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature={
+        key: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype)) for key, value in batches[0].items()})
+
+
 def make_run(run_dir: str, steps: int = 2, **overrides) -> ACAN:
     """Trains a tiny ACAN (Config `overrides`) `steps` steps so BatchNorm's statistics move; writes its run folder."""
     config = Config(backbone="tiny", backbone_weights="none", image_height=HEIGHT, image_width=WIDTH, num_identities=2,
                     num_instances=2, camera_batch_size=NUM_CAMERAS, epochs=1, lr_pretrained=0.01, lr_new=0.01,
                     lr_decay_epochs=(), output_dir=run_dir, cross_camera="none", **overrides)
     acan = build_acan(config, NUM_CAMERAS, steps_per_epoch=steps)
-    batches = [training_batch(step, config) for step in range(steps)]
-    data = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature={
-        key: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype)) for key, value in batches[0].items()})
+    data = batches_dataset([training_batch(step, config) for step in range(steps)])
     acan.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     acan.save_weights(os.path.join(run_dir, "checkpoints", "best.weights.h5"))

@@ -19,7 +19,7 @@ from acan_tf.training.collapse import (
     DeadDiscriminatorCallback,
     discriminator_is_dead,
 )
-from tests.run_fixtures import NUM_CAMERAS, training_batch
+from tests.run_fixtures import NUM_CAMERAS, batches_dataset, training_batch
 
 
 def test_spread_matches_numpy():
@@ -126,9 +126,7 @@ def test_a_discriminator_whose_units_died_gives_f_no_gradient_and_is_reported(ca
         _, f_adv_term = acan._adversarial_term(features, batch["camera_camids"], 1.0)
     assert np.all(tape.gradient(f_adv_term, features).numpy() == 0.0)
 
-    batches = [training_batch(step, config) for step in range(3)]
-    data = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature={
-        key: tf.TensorSpec(value.shape, tf.as_dtype(value.dtype)) for key, value in batches[0].items()})
+    data = batches_dataset([training_batch(step, config) for step in range(3)])
     history = acan.fit(data, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0).history
     logs = {name: values[-1] for name, values in history.items()}
     assert logs["d_loss"] == pytest.approx(math.log(NUM_CAMERAS), abs=1e-5)
