@@ -24,7 +24,7 @@ from acan_tf.evaluation.reid import Reranking
 from acan_tf.evaluation.reported import format_metrics
 from acan_tf.evaluation.runner import EvaluateError, check_output, default_output, evaluate_run, evaluate_saved_model
 from acan_tf.io import write_json
-from acan_tf.training.run_dir import CHECKPOINTS, RunDirectoryError
+from acan_tf.run_dir import CHECKPOINTS, RunDirectoryError
 
 
 def define_flags() -> None:

@@ -20,7 +20,7 @@ from acan_tf.deploy.onnx_export import OPSET
 from acan_tf.deploy.parity import ParityError
 from acan_tf.deploy.versioning import VersionError
 from acan_tf.evaluation.runner import EvaluateError
-from acan_tf.training.run_dir import CHECKPOINTS, RunDirectoryError
+from acan_tf.run_dir import CHECKPOINTS, RunDirectoryError
 
 USER_ERRORS = (ConfigError, RunDirectoryError, ExportError, VersionError, ParityError, quantize.QuantizationError,
                DatasetError, EvaluateError)

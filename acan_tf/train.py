@@ -1,7 +1,7 @@
 """`python -m acan_tf.train`: trains ACAN (or the triplet-only baseline) and writes a run directory.
 
 Every flag is a field of acan_tf.config.Config (`--helpfull` lists them); the run directory's files are
-described in acan_tf.training.run_dir. SIGTERM or SIGINT stops the run after the step in flight, with its
+described in acan_tf.run_dir. SIGTERM or SIGINT stops the run after the step in flight, with its
 state saved, and exits with status 128 + the signal's number.
 """
 

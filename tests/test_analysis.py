@@ -16,7 +16,7 @@ from acan_tf.evaluation.metrics import evaluate, pairwise_distance
 from acan_tf.evaluation.reid import Reranking, evaluate_reid_features
 from acan_tf.evaluation.reported import format_metrics
 from acan_tf.evaluation.rerank import re_ranking
-from acan_tf.training.run_dir import RunDir
+from acan_tf.run_dir import RunDir
 
 NUM_CAMERAS = 3
 

@@ -24,8 +24,8 @@ from acan_tf.data.sampling import SamplingError, training_set
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.model.backbones import BACKBONES
 from acan_tf.model.builder import build_acan
+from acan_tf.run_dir import RunDir
 from acan_tf.training import state as checkpointing
-from acan_tf.training.run_dir import RunDir
 from acan_tf.training.state import CheckpointError, read_progress
 from acan_tf.training.trainer import RunError, run
 from tests.fixture_trees import write_mars_tree, write_msmt17_tree

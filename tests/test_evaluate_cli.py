@@ -26,7 +26,7 @@ from acan_tf.evaluation.runner import (
     load_test_data,
     read_model_card,
 )
-from acan_tf.training.run_dir import load_run
+from acan_tf.model.builder import load_run
 from acan_tf.training.trainer import run
 from tests import tiny_runs
 from tests.fixture_trees import write_market_tree, write_mars_tree

@@ -15,7 +15,7 @@ from acan_tf.deploy import parity
 from acan_tf.deploy.exporter import ExportError, check_formats, export_run
 from acan_tf.deploy.parity import ParityError
 from acan_tf.deploy.versioning import VersionError, existing_versions, resolve_version
-from acan_tf.training.run_dir import RunDirectoryError
+from acan_tf.run_dir import RunDirectoryError
 from tests.run_fixtures import FINAL_METRICS, HEIGHT, WIDTH, make_run
 
 pytestmark = pytest.mark.slow  # exports in both formats and the export command: the full suite only

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from acan_tf.evaluation.runner import evaluate_run
-from acan_tf.training.run_dir import RunDir
+from acan_tf.run_dir import RunDir
 from acan_tf.training.run_lock import RunLock
 from acan_tf.training.state import read_progress
 from acan_tf.training.trainer import RunError, run

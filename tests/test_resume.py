@@ -15,7 +15,7 @@ import pytest
 
 from acan_tf.config import ConfigError
 from acan_tf.model.builder import build_acan
-from acan_tf.training.run_dir import RunDir
+from acan_tf.run_dir import RunDir
 from acan_tf.training.state import CheckpointError, Progress, TrainingState
 from acan_tf.training.trainer import RunError, run
 from tests.tiny_runs import REPO, h5_arrays, make_tree, subprocess_env, tiny_config, train_command

@@ -17,7 +17,7 @@ from acan_tf.data.pipeline import TrainingBatches
 from acan_tf.data.sampling import SamplingError, training_set
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.model.backbones import BACKBONES
-from acan_tf.training.run_dir import load_run
+from acan_tf.model.builder import load_run
 from acan_tf.training.trainer import RunError, run
 from tests import tiny_runs
 

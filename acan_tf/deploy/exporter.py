@@ -15,7 +15,8 @@ from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
 from acan_tf.evaluation.runner import load_test_data
 from acan_tf.io import write_json
-from acan_tf.training.run_dir import RunDir, load_run
+from acan_tf.model.builder import load_run
+from acan_tf.run_dir import RunDir
 
 FORMATS = ("saved_model", "onnx", "onnx_int8")
 DEFAULT_FORMATS = ("saved_model", "onnx")

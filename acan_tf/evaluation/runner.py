@@ -23,7 +23,8 @@ from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.reid import Reranking, evaluate_reid, evaluate_reid_features
-from acan_tf.training.run_dir import RunDir, RunDirectoryError, load_run, read_json
+from acan_tf.model.builder import load_run
+from acan_tf.run_dir import RunDir, RunDirectoryError, read_json
 
 # Marks the JSON files acan_tf.evaluate writes: only those may be replaced by a later evaluation.
 KIND = "acan_tf.evaluation"

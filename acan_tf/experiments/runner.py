@@ -37,7 +37,7 @@ from acan_tf.evaluation import plots
 from acan_tf.evaluation.reported import ASSOCIATION, METRICS, Metric, format_value
 from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.io import write_json, write_text
-from acan_tf.training.run_dir import RunDir, RunDirectoryError
+from acan_tf.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.trainer import run
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 from typing import Iterator
 
 import keras
@@ -11,6 +13,7 @@ from acan_tf.config import Config
 from acan_tf.model.acan import ACAN
 from acan_tf.model.discriminator import build_discriminator
 from acan_tf.model.encoder import build_encoder
+from acan_tf.run_dir import RunDir, RunDirectoryError
 
 # --mixed_precision → Keras dtype policy: variables stay float32, layers compute in the policy's dtype.
 DTYPE_POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -96,3 +99,19 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
 
     acan.compile(f_optimizer=sgd(config.lr_pretrained), d_optimizer=sgd(config.lr_new))
     return acan
+
+
+def load_run(run_dir: str, which: str = "best") -> tuple[Config, ACAN, dict]:
+    """(config, ACAN in float32 with the checkpoint's weights, run.json) of a training run."""
+    folder = RunDir(run_dir)
+    config = folder.read_config()
+    info = folder.read_info()
+    path = folder.checkpoint(which)
+    if not os.path.isfile(path):
+        raise RunDirectoryError(f"{path} not found: the run has no {which!r} checkpoint yet")
+    # Rebuilt in float32 whatever --mixed_precision the run trained with: the variables are float32 under every
+    # policy, and evaluation, TF Serving and ONNX Runtime's CPU kernels then need no bfloat16/float16 support.
+    inference = dataclasses.replace(config, mixed_precision="none")
+    acan = build_acan(inference, len(info["camera_classes"]), info["steps_per_epoch"])
+    acan.load_weights(path)
+    return config, acan, info

@@ -1,6 +1,6 @@
 """The training state behind --resume: F, D, both optimizers, the step, and what the run has recorded so far.
 
-In the run directory's state folder (acan_tf.training.run_dir):
+In the run directory's state folder (acan_tf.run_dir):
   step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D and both optimizers
                                                             (momentum, iteration count, loss scale)
   progress.json                                             the step saved, its checkpoint, the epoch logs, the
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from acan_tf.io import write_json
 from acan_tf.model.acan import ACAN
-from acan_tf.training.run_dir import RunDir
+from acan_tf.run_dir import RunDir
 
 KEPT = 2  # complete checkpoints kept: the newest and the one before it
 

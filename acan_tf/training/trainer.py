@@ -1,4 +1,4 @@
-"""The trainer: from a Config to a finished run directory (acan_tf.training.run_dir) and its report.
+"""The trainer: from a Config to a finished run directory (acan_tf.run_dir) and its report.
 
 It owns the rules of the output folder (refuse, resume or overwrite), writes the run files, drives the loop
 with its callbacks, turns the failures a user can fix into one-line RunErrors, and ends with report.json and
@@ -31,6 +31,7 @@ from acan_tf.evaluation.features import frame_embedder
 from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.backbones import BackboneError
 from acan_tf.model.builder import build_acan
+from acan_tf.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
 from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard, DeadDiscriminatorCallback
 from acan_tf.training.cross_camera import CrossCameraStage, CrossCameraState, describe_stages, is_round_epoch
@@ -44,7 +45,6 @@ from acan_tf.training.distribution import (
 )
 from acan_tf.training.loop import NonFiniteError, fit, use_jit_compile
 from acan_tf.training.preemption import StopRequested, StopSignals
-from acan_tf.training.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.run_lock import RunLock, RunLockedError
 from acan_tf.training.state import CheckpointError, TrainingState, read_progress, weights_digest
 from acan_tf.versions import package_versions

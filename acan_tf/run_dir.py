@@ -33,8 +33,6 @@ from typing import Any
 
 from acan_tf.config import Config
 from acan_tf.io import write_json, write_text
-from acan_tf.model.acan import ACAN
-from acan_tf.model.builder import build_acan
 
 CHECKPOINTS = ("best", "last")
 
@@ -175,19 +173,3 @@ def read_json(path: str) -> dict:
     if not isinstance(value, dict):
         raise RunDirectoryError(f"{path}: expected a JSON object")
     return value
-
-
-def load_run(run_dir: str, which: str = "best") -> tuple[Config, ACAN, dict]:
-    """(config, ACAN in float32 with the checkpoint's weights, run.json) of a training run."""
-    folder = RunDir(run_dir)
-    config = folder.read_config()
-    info = folder.read_info()
-    path = folder.checkpoint(which)
-    if not os.path.isfile(path):
-        raise RunDirectoryError(f"{path} not found: the run has no {which!r} checkpoint yet")
-    # Rebuilt in float32 whatever --mixed_precision the run trained with: the variables are float32 under every
-    # policy, and evaluation, TF Serving and ONNX Runtime's CPU kernels then need no bfloat16/float16 support.
-    inference = dataclasses.replace(config, mixed_precision="none")
-    acan = build_acan(inference, len(info["camera_classes"]), info["steps_per_epoch"])
-    acan.load_weights(path)
-    return config, acan, info
