@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from acan_tf.data.check import check, find_file_problems
+from acan_tf.data.datasets import DatasetError
 from tests.fixture_trees import write_market_tree, write_mars_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,8 +75,8 @@ def test_no_camera_with_enough_identities_fails(tmp_path, capsys):
 
 
 def test_unloadable_dataset_fails_with_the_layout_message(tmp_path, capsys):
-    assert check("mars", str(tmp_path), min_ids_per_camera=1) == 1
-    assert f"cannot load mars from {tmp_path}:\nno dataset found at {tmp_path}" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match=f"no dataset found at {re.escape(str(tmp_path))}"):
+        check("mars", str(tmp_path), min_ids_per_camera=1)
 
 
 def test_problems_are_found_across_chunks_in_path_order(tmp_path):

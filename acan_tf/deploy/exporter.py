@@ -13,6 +13,7 @@ from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, mod
 from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
+from acan_tf.errors import UserError
 from acan_tf.evaluation.runner import load_test_data
 from acan_tf.io import write_json
 from acan_tf.model.builder import load_run
@@ -24,7 +25,7 @@ SAVED_MODEL_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export option is unusable; the message names the flag."""
 
 

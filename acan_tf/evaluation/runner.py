@@ -20,6 +20,7 @@ from acan_tf.data.pipeline import find_unreadable
 from acan_tf.data.records import ReIDDataset, frame_paths
 from acan_tf.deploy.model_card import MODEL_CARD
 from acan_tf.deploy.saved_model_features import saved_model_features
+from acan_tf.errors import UserError
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.reid import Reranking, evaluate_reid, evaluate_reid_features
@@ -30,7 +31,7 @@ from acan_tf.run_dir import RunDir, RunDirectoryError, read_json
 KIND = "acan_tf.evaluation"
 
 
-class EvaluateError(ValueError):
+class EvaluateError(UserError, ValueError):
     """An option or input of the evaluation is unusable; the message names the flag or file."""
 
 

@@ -9,9 +9,10 @@ from typing import Callable
 import keras
 import numpy as np
 
+from acan_tf.errors import UserError
 from acan_tf.model import lite_weights
 from acan_tf.model.efficientnet_lite import WeightsMismatchError, build_efficientnet_lite0
-from acan_tf.model.torch_checkpoint import CheckpointError
+from acan_tf.model.torch_checkpoint import TorchCheckpointError
 
 # Input normalisation styles, applied inside the encoder so that callers (and exports) feed raw RGB pixels.
 # "caffe": BGR with the ImageNet mean removed (Keras ResNet-50 weights); "tf": scaled to [-1, 1]
@@ -25,7 +26,7 @@ NORMALISATIONS = {
 }
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """An unknown backbone or unusable backbone weights; the message says what to do."""
 
 
@@ -66,7 +67,7 @@ def _efficientnet_lite0(input_shape: tuple[int, int, int], weights: str | None) 
 def _prepare_lite0(path: str) -> None:
     try:
         lite_weights.ensure_imagenet_weights(path)
-    except (lite_weights.LiteWeightsError, CheckpointError, WeightsMismatchError) as error:
+    except (lite_weights.LiteWeightsError, TorchCheckpointError, WeightsMismatchError) as error:
         raise BackboneError(f"--backbone=efficientnet_lite0 --backbone_weights=imagenet: {error}") from error
 
 

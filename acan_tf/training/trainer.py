@@ -19,24 +19,23 @@ import tensorflow as tf
 from absl import logging
 
 from acan_tf.config import Config, ConfigError
-from acan_tf.data import DatasetError, load_dataset
+from acan_tf.data import load_dataset
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, find_unreadable, training_dataset
 from acan_tf.data.records import ReIDDataset, camera_name
-from acan_tf.data.sampling import SamplingError, TrainingSet, training_set
+from acan_tf.data.sampling import TrainingSet, training_set
 from acan_tf.data.summary import summarize
 from acan_tf.data.validation import carve_validation
+from acan_tf.errors import UserError
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.features import frame_embedder
 from acan_tf.evaluation.reid import evaluate_reid
-from acan_tf.model.backbones import BackboneError
 from acan_tf.model.builder import build_acan
 from acan_tf.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
 from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard, DeadDiscriminatorCallback
 from acan_tf.training.cross_camera import CrossCameraStage, CrossCameraState, describe_stages, is_round_epoch
 from acan_tf.training.distribution import (
-    DistributionError,
     broadcast_from_chief,
     build_strategy,
     check_replica_split,
@@ -45,18 +44,13 @@ from acan_tf.training.distribution import (
 )
 from acan_tf.training.loop import NonFiniteError, fit, use_jit_compile
 from acan_tf.training.preemption import StopRequested, StopSignals
-from acan_tf.training.run_lock import RunLock, RunLockedError
-from acan_tf.training.state import CheckpointError, TrainingState, read_progress, weights_digest
+from acan_tf.training.run_lock import RunLock
+from acan_tf.training.state import TrainingState, read_progress, weights_digest
 from acan_tf.versions import package_versions
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """The run cannot start or continue; the message says why and what to do."""
-
-
-# Errors caused by the user's input: the commands report them as one line, without a traceback.
-USER_ERRORS = (ConfigError, DatasetError, SamplingError, BackboneError, DistributionError, CheckpointError,
-               RunDirectoryError, RunLockedError, RunError)
 
 
 @dataclasses.dataclass(frozen=True)
