@@ -72,9 +72,10 @@ def _prepare_lite0(path: str) -> None:
 
 
 def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-    """Four stride-2 conv blocks (32→256 channels): a CPU-friendly backbone for tests and the synthetic benchmark."""
-    if weights is not None:
-        raise BackboneError("--backbone=tiny has no pretrained weights; use --backbone_weights=none")
+    """Four stride-2 conv blocks (32→256 channels): a CPU-friendly backbone for tests and the synthetic benchmark.
+
+    It has no ImageNet weights; `weights` may be a file saved from another tiny backbone.
+    """
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for index, filters in enumerate((32, 64, 128, 256)):
@@ -84,7 +85,14 @@ def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}b")(x)
         x = keras.layers.BatchNormalization(name=f"bn{index}b")(x)
         x = keras.layers.ReLU(name=f"relu{index}b")(x)
-    return keras.Model(inputs, x, name="tiny")
+    model = keras.Model(inputs, x, name="tiny")
+    if weights is not None:
+        try:
+            model.load_weights(weights)
+        except (OSError, ValueError) as error:
+            message = f"--backbone_weights={weights}: not the weights of a tiny backbone ({error})"
+            raise BackboneError(message) from error
+    return model
 
 
 BACKBONES: dict[str, BackboneSpec] = {
