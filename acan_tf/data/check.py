@@ -17,7 +17,7 @@ from absl import app, flags, logging
 from PIL import Image
 
 from acan_tf.data.datasets import DATASET_NAMES, load_dataset
-from acan_tf.data.records import ReIDDataset, frame_paths
+from acan_tf.data.records import ReIDDataset, camera_name, frame_paths
 from acan_tf.data.summary import dropped_cameras, summarize
 from acan_tf.errors import UserError
 
@@ -98,12 +98,12 @@ def check(name: str, data_root: str, min_ids_per_camera: int, num_workers: int =
     paths = dataset_paths(dataset)
     problems = find_file_problems(paths, num_workers)
     dropped = dropped_cameras(dataset, min_ids_per_camera)
-    usable = dataset.num_cameras - len(dropped)
+    usable = len(dataset.cameras) - len(dropped)
     lines = report_problems(problems)
     lines.append(f"{len(paths)} files checked, {len(problems)} with problems")
     lines.append(
-        f"{usable} of {dataset.num_cameras} cameras have >= {min_ids_per_camera} training identities"
-        + (f"; dropped camids: {', '.join(map(str, dropped))}" if dropped else "")
+        f"{usable} of {len(dataset.cameras)} cameras have >= {min_ids_per_camera} training identities"
+        + (f"; dropped: {', '.join(map(camera_name, dropped))}" if dropped else "")
     )
     if usable == 0:
         lines.append("no usable camera: lower --min_ids_per_camera or check the training split")
