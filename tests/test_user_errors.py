@@ -21,7 +21,7 @@ from acan_tf.errors import UserError
 from tests import tiny_runs
 from tests.run_fixtures import make_run
 
-# TensorFlow 2.21's C++ start-up lines, printed before absl's C++ logging is set up whatever TF_CPP_MIN_LOG_LEVEL says.
+# TensorFlow 2.21's C++ start-up lines, printed before absl's C++ logging is set up even at TF_CPP_MIN_LOG_LEVEL=2.
 TENSORFLOW_STARTUP = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} ")
 
 
