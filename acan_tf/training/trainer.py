@@ -164,6 +164,7 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         logging.info("%s holds a finished run: nothing to resume", config.output_dir)
         return RunDir(config.output_dir).read_report()
     session = prepare(config, strategy, write_dir, lock, resuming)
+    # Also the one that saves the state of the step in flight when a signal stops the run (train).
     checkpoint = TrainingCheckpoint(session.training_state, write_dir.path,
                                     config.checkpoint_every_steps or math.ceil(session.steps_per_epoch / 2),
                                     session.run)
@@ -283,19 +284,16 @@ def build_callbacks(session: Session, checkpoint: TrainingCheckpoint) -> list[ke
     fires, nothing is saved. The chief alone evaluates, writes TensorBoard and warns of a dead D.
     """
     config, run, write_dir = session.config, session.run, session.write_dir
-    guard = CollapseGuard(warn_only=config.collapse_guard == "warn")
-    chief_only: list[keras.callbacks.Callback] = []
-    if session.chief:
-        chief_only = [PeriodicEvaluation(session.evaluate, config.eval_every, config.epochs,
-                                         write_dir.checkpoint("best"), run)]
-    callbacks = [*chief_only, CollapseCallback(guard, run), LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
-    if session.chief:
-        callbacks += [
-            TrainingLogs(write_dir.logs_dir, max(1, session.steps_per_epoch // 10),
-                         {"F": session.acan.f_optimizer, "D": session.acan.d_optimizer}, run),
-            DeadDiscriminatorCallback(len(session.data.train.camera_classes), run),
-        ]
-    return callbacks
+    chief = session.chief
+    evaluation = [PeriodicEvaluation(session.evaluate, config.eval_every, config.epochs, write_dir.checkpoint("best"),
+                                     run)] if chief else []
+    guard = CollapseCallback(CollapseGuard(warn_only=config.collapse_guard == "warn"), run)
+    reporting = [
+        TrainingLogs(write_dir.logs_dir, max(1, session.steps_per_epoch // 10),
+                     {"F": session.acan.f_optimizer, "D": session.acan.d_optimizer}, run),
+        DeadDiscriminatorCallback(len(session.data.train.camera_classes), run),
+    ] if chief else []
+    return [*evaluation, guard, LastCheckpoint(write_dir.checkpoint("last")), checkpoint, *reporting]
 
 
 def train(session: Session, callbacks: list[keras.callbacks.Callback], checkpoint: TrainingCheckpoint) -> None:
