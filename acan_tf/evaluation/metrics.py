@@ -91,10 +91,13 @@ def evaluate_features(
     ranker = _MatchRanker(*ids)
     block_rows = _block_rows(len(g_feats))
     for chunk_start in range(0, len(q_feats), chunk_size):
-        chunk = _distances(_rows(queries, chunk_start, chunk_start + chunk_size), gallery, metric)
-        for start in range(0, len(chunk), block_rows):
-            ranker.add_block(chunk_start + start, chunk[start : start + block_rows], "distances")
-        del chunk  # free this chunk before the next one is computed
+        chunk = _rows(queries, chunk_start, chunk_start + chunk_size)
+        products = _products(chunk, gallery)
+        # Each block of the product becomes distances just before it is ranked, while it is in cache.
+        for start in range(0, len(products), block_rows):
+            block = _to_distances(*_rows((products, chunk[1]), start, start + block_rows), gallery[1], metric)
+            ranker.add_block(chunk_start + start, block, "distances")
+        del products  # free this chunk before the next one is computed
     return ranker.summary(max_rank)
 
 
@@ -127,9 +130,17 @@ def _rows(prepared: tuple[np.ndarray, np.ndarray | None], start: int, stop: int)
 
 
 def _distances(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str):
-    """Distance matrix between prepared features, computed in place around one matrix product."""
-    (a_feats, a_norms_sq), (b_feats, b_norms_sq) = a, b
-    dist = a_feats @ b_feats.T
+    """Distance matrix between prepared features."""
+    return _to_distances(_products(a, b), a[1], b[1], metric)
+
+
+def _products(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+    """The matrix product of prepared features that every distance between them needs."""
+    return a[0] @ b[0].T
+
+
+def _to_distances(dist: np.ndarray, a_norms_sq: np.ndarray | None, b_norms_sq: np.ndarray | None, metric: str):
+    """Distances, computed in place of the product a @ b.T from it and the squared norms of a's and b's rows."""
     if metric == "cosine":
         return np.subtract(1, dist, out=dist)
     dist *= -2
@@ -178,8 +189,8 @@ class _MatchRanker:
         if not np.all(np.isfinite(e_values)):
             _raise_not_finite(block, start, name)
         e_rows = np.repeat(np.arange(len(block)), np.diff(row_bounds))
-        keys = np.sort(_order_keys(e_rows, e_values, flat - e_rows * block.shape[1], block.shape))
-        match_keys = _order_keys(rows, values, cols, block.shape)
+        keys = np.sort(_order_keys(e_rows, e_values, flat - e_rows * block.shape[1], block.shape[1]))
+        match_keys = _order_keys(rows, values, cols, block.shape[1])
         # The matches are candidates themselves: a match's place among the sorted candidates of its
         # row is the number of kept entries before it.
         position = np.searchsorted(keys, match_keys)
@@ -224,24 +235,34 @@ def _candidates(block, rows, values, junk_rows, junk_cols):
     return flat, np.searchsorted(flat, np.arange(len(block) + 1) * block.shape[1])
 
 
-def _order_keys(rows, values, cols, shape):
+def _order_keys(rows, values, cols, num_gallery):
     """uint64 keys that sort as (row, distance, gallery index): float32 distances exactly, wider ones to float32."""
-    # The order-preserving integer code of a float32: flip every bit of a negative, the sign bit of a
-    # positive. Adding 0 first turns -0.0 into +0.0, which compares equal to it.
+    # Adding 0 turns -0.0 into +0.0, which compares equal to it.
     with np.errstate(over="ignore"):  # a wider distance beyond float32's range rounds to inf, still in order
-        bits = (values.astype(np.float32) + np.float32(0)).view(np.uint32)
-    code = np.where(bits >= np.uint32(2**31), ~bits, bits | np.uint32(2**31)).astype(np.uint64)
-    # Row and column take at most 32 bits beside the code: a block has at most _BLOCK_ELEMENTS entries
+        code = (values.astype(np.float32, copy=False) + np.float32(0)).view(np.int32)
+    # Flipping the magnitude bits of the negative floats makes their bits order as int32s do; flipping the
+    # sign bit then makes them order as uint32s.
+    code ^= (code >> 31) & np.int32(2**31 - 1)
+    code ^= np.int32(-(2**31))
+    # Row and column take at most 32 bits beside the code: a block holds at most _BLOCK_ELEMENTS entries
     # (or one row), so this holds for galleries of fewer than 2**31 entries.
-    col_bits = int(shape[1] - 1).bit_length()
-    return (((rows.astype(np.uint64) << np.uint64(32)) | code) << np.uint64(col_bits)) | cols.astype(np.uint64)
+    keys = rows.astype(np.uint64) << np.uint64(32)
+    keys |= code.view(np.uint32)
+    keys <<= np.uint64(_col_bits(num_gallery))
+    keys |= cols.astype(np.uint64, copy=False)
+    return keys
+
+
+def _col_bits(num_gallery: int) -> int:
+    """Bits of an order key that hold the gallery index."""
+    return int(num_gallery - 1).bit_length()
 
 
 def _wide_tie_correction(keys, block, match_keys, rows, cols, values):
     """Per match: how many more candidates precede it than its float32 key says (distances wider than float32)."""
     # Candidates whose distance rounds to the match's float32 are sorted by gallery index alone:
     # recount those by their exact distance. Outside such a group the float32 order is exact.
-    col_bits = np.uint64(int(block.shape[1] - 1).bit_length())
+    col_bits = np.uint64(_col_bits(block.shape[1]))
     group = (match_keys >> col_bits) << col_bits
     first = np.searchsorted(keys, group)
     sizes = np.searchsorted(keys, group + (np.uint64(1) << col_bits)) - first
