@@ -228,13 +228,13 @@ def test_evaluate_features_equals_dense_evaluate(monkeypatch, metric, chunk_size
 def test_default_chunk_is_bounded(monkeypatch):
     monkeypatch.setattr(metrics, "_CHUNK_BYTES", 4 * 50 * 3)  # three float32 rows of 50
     seen = []
-    real_products = metrics._products
+    real_distances = metrics._distances
 
-    def recording_products(*args):
-        seen.append(real_products(*args))
+    def recording_distances(*args):
+        seen.append(real_distances(*args))
         return seen[-1]
 
-    monkeypatch.setattr(metrics, "_products", recording_products)
+    monkeypatch.setattr(metrics, "_distances", recording_distances)
     rng = np.random.default_rng(3)
     evaluate_features(
         rng.standard_normal((10, 4)).astype(np.float32),

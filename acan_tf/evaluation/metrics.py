@@ -91,13 +91,10 @@ def evaluate_features(
     ranker = _MatchRanker(*ids)
     block_rows = _block_rows(len(g_feats))
     for chunk_start in range(0, len(q_feats), chunk_size):
-        chunk = _rows(queries, chunk_start, chunk_start + chunk_size)
-        products = _products(chunk, gallery)
-        # Each block of the product becomes distances just before it is ranked, while it is in cache.
-        for start in range(0, len(products), block_rows):
-            block = _to_distances(*_rows((products, chunk[1]), start, start + block_rows), gallery[1], metric)
-            ranker.add_block(chunk_start + start, block, "distances")
-        del products  # free this chunk before the next one is computed
+        chunk = _distances(_rows(queries, chunk_start, chunk_start + chunk_size), gallery, metric)
+        for start in range(0, len(chunk), block_rows):
+            ranker.add_block(chunk_start + start, chunk[start : start + block_rows], "distances")
+        del chunk  # free this chunk before the next one is computed
     return ranker.summary(max_rank)
 
 
@@ -130,17 +127,9 @@ def _rows(prepared: tuple[np.ndarray, np.ndarray | None], start: int, stop: int)
 
 
 def _distances(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str):
-    """Distance matrix between prepared features."""
-    return _to_distances(_products(a, b), a[1], b[1], metric)
-
-
-def _products(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
-    """The matrix product of prepared features that every distance between them needs."""
-    return a[0] @ b[0].T
-
-
-def _to_distances(dist: np.ndarray, a_norms_sq: np.ndarray | None, b_norms_sq: np.ndarray | None, metric: str):
-    """Distances, computed in place of the product a @ b.T from it and the squared norms of a's and b's rows."""
+    """Distance matrix between prepared features, computed in place around one matrix product."""
+    (a_feats, a_norms_sq), (b_feats, b_norms_sq) = a, b
+    dist = a_feats @ b_feats.T
     if metric == "cosine":
         return np.subtract(1, dist, out=dist)
     dist *= -2
@@ -225,7 +214,7 @@ class _MatchRanker:
 
 
 def _candidates(block, rows, values, junk_rows, junk_cols):
-    """Flat indices of the kept entries no farther than their query's last match, and where each row's begin."""
+    """Flat indices of the kept entries no farther than their query's last match, and where each row's start."""
     # Only these can precede a match; rows without a match keep none (-inf).
     last = np.full(len(block), -np.inf, dtype=block.dtype)
     np.maximum.at(last, rows, values)
