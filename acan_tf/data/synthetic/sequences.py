@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 from PIL import Image
 
+from acan_tf.data.records import ReIDDataset
 from acan_tf.data.synthetic.cameras import CameraStyle, apply_camera, make_camera_styles
 from acan_tf.data.synthetic.identities import make_identity
 from acan_tf.data.synthetic.image import render
@@ -154,10 +156,32 @@ def write_camera(folder: str, spec: SequenceSpec, camid: int) -> int:
 
 def write_sequences(directory: str, spec: SequenceSpec) -> list[str]:
     """Writes one MOT sequence folder per camera (`c1`, `c2`, ...) into `directory`; returns the camera names."""
-    names = [f"c{camid + 1}" for camid in range(spec.benchmark.num_cameras)]
+    names = [camera_name(camid) for camid in range(spec.benchmark.num_cameras)]
     for camid, name in enumerate(names):
         write_camera(os.path.join(directory, name), spec, camid)
     return names
+
+
+def camera_name(camid: int) -> str:
+    """The folder name of camera `camid`'s sequence (and of its camera in the ingested layout)."""
+    return f"c{camid + 1}"
+
+
+def write_test_split(benchmark: ReIDDataset, root: str) -> None:
+    """The benchmark's labelled query and gallery in your own cameras' layout under `root` (global ids as folders).
+
+    Files are hard-linked where the file system allows (copied otherwise); camera k of the benchmark is
+    `camera_name(k)`, as in the sequences, so an ingest of them plus this split evaluates on the benchmark's test.
+    """
+    for split, records in (("query", benchmark.query), ("gallery", benchmark.gallery)):
+        for record in records:
+            target = os.path.join(root, split, camera_name(record.camid), f"{record.pid:04d}",
+                                  os.path.basename(record.path))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            try:
+                os.link(record.path, target)
+            except OSError:
+                shutil.copyfile(record.path, target)
 
 
 def _paste(frame: np.ndarray, tile: np.ndarray, left: int, top: int) -> None:
