@@ -7,6 +7,7 @@ import numpy as np
 from acan_tf.data.holdout import hold_out_frames
 from acan_tf.data.records import ImageRecord
 from acan_tf.evaluation.intra_camera import MAP, RANK1, intra_camera_retrieval
+from acan_tf.evaluation.reported import format_metrics, summary
 
 
 def test_the_first_and_last_frames_of_each_long_enough_local_id_are_held_out():
@@ -27,3 +28,21 @@ def test_intra_camera_retrieval_ranks_only_the_queries_camera():
     q_camids, g_camids = np.array([0, 1]), np.array([0, 0, 1, 1])
     result = intra_camera_retrieval(q, g, q_pids, g_pids, q_camids, g_camids)
     assert result == {MAP: (0.5 + 1.0) / 2, RANK1: 0.5, "num_valid_queries": 2}
+
+
+def test_the_table_of_a_run_without_cross_camera_labels_says_so():
+    final = {MAP: 0.625, RANK1: 0.5, "association_links": 12, "association_components": 5,
+             "association_mean_size": 2.4, "association_coverage": 0.75, "association_cycle_consistency": 0.9}
+    assert summary(final) == final  # no CMC curve to keep
+    assert format_metrics(final) == "\n".join([
+        "No cross-camera labels exist, so retrieval across cameras cannot be measured.",
+        "Intra-camera retrieval (held-out first and last frames of each local id)",
+        "  mAP         62.50 %",
+        "  rank-1      50.00 %",
+        "Cross-camera association (last round, without labels)",
+        "  cycle-consistent links                   12",
+        "  pseudo-identities (components)           5",
+        "  mean component size (cameras)            2.4000",
+        "  local ids linked into a component        75.00 %",
+        "  component pairs that are links           90.00 %",
+    ])
