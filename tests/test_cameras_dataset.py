@@ -62,6 +62,7 @@ def test_without_query_and_gallery_there_is_no_evaluation(tmp_path):
     write_cameras_tree(tmp_path, {"train": TRAIN})
     dataset = load_dataset("cameras", str(tmp_path))
     assert dataset.query == dataset.gallery == () and not dataset.has_evaluation
+    assert not dataset.train_ids_cross_camera  # local ids: nothing to measure an association against
 
 
 def test_benchmarks_keep_their_numbered_camera_names(tmp_path):

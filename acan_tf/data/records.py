@@ -49,6 +49,8 @@ class ReIDDataset:
     `camera_names[camid]` is how tables, plots, logs and reports name a camera: a benchmark's numbered cameras
     by default, the folder names of your own cameras (acan_tf.data.datasets.cameras). Query and gallery are
     both empty when the dataset has no cross-camera labels (then retrieval cannot be measured).
+    `train_ids_cross_camera`: a training pid names one person in every camera (a benchmark's labels, which only
+    measurements read); False for your own cameras, whose training pids are one person inside one camera.
     """
 
     name: str
@@ -58,6 +60,7 @@ class ReIDDataset:
     gallery: tuple[Record, ...]
     num_cameras: int
     camera_names: tuple[str, ...] = ()
+    train_ids_cross_camera: bool = True
 
     def __post_init__(self) -> None:
         if not self.camera_names:

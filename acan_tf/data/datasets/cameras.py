@@ -111,7 +111,7 @@ def dataset_from_items(items: Sequence[Item], root: str, source: str) -> ReIDDat
     splits = {split: _records([item for item in items if item.split == split], camera_names,
                               local_ids if split == "train" else global_ids, source) for split in SPLITS}
     return ReIDDataset(NAME, root, splits["train"], splits["query"], splits["gallery"], len(camera_names),
-                       camera_names)
+                       camera_names, train_ids_cross_camera=False)
 
 
 def _records(items: Sequence[Item], camera_names: Sequence[str], pids: dict[tuple[str, str], int],
