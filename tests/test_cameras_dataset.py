@@ -11,6 +11,7 @@ import pytest
 from acan_tf.data.datasets import DatasetError, load_dataset
 from acan_tf.data.datasets.cameras import scan_cameras
 from acan_tf.data.records import ImageRecord, TrackletRecord, camera_local_labels
+from acan_tf.data.summary import summarize
 from tests.fixture_trees import write_cameras_tree, write_image, write_market_tree, write_non_images
 
 # Local id "7" exists in two cameras: two different people, who must get two different pids.
@@ -56,6 +57,8 @@ def test_folder_names_are_the_camera_names_and_local_ids_never_collide_across_ca
         ("query/lobby/p1/0.jpg", 0, 2),
         ("gallery/Café 2/p2/0.jpg", 1, 0), ("gallery/gate-3/p1/0.jpg", 0, 1), ("gallery/gate-3/p2/0.jpg", 1, 1),
     ]
+    table = summarize(dataset)
+    assert "\n  Café 2 |     1 |        2" in table and "camera 1" not in table
 
 
 def test_without_query_and_gallery_there_is_no_evaluation(tmp_path):

@@ -26,7 +26,7 @@ def test_intra_camera_retrieval_ranks_only_the_queries_camera():
     g = np.array([[2.0, 0.0], [1.0, 0.0], [10.0, 0.5], [0.1, 0.0]])
     q_pids, g_pids = np.array([0, 5]), np.array([0, 1, 5, 6])
     q_camids, g_camids = np.array([0, 1]), np.array([0, 0, 1, 1])
-    result = intra_camera_retrieval(q, g, q_pids, g_pids, q_camids, g_camids)
+    result = intra_camera_retrieval(q, g, q_pids, q_camids, g_pids, g_camids)
     assert result == {MAP: (0.5 + 1.0) / 2, RANK1: 0.5, "num_valid_queries": 2}
 
 

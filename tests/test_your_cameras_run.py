@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from acan_tf.config import Config
-from acan_tf.data import load_dataset
+from acan_tf.data import DatasetError, load_dataset
 from acan_tf.data.ingest import Filters, ingest
 from acan_tf.data.synthetic.sequences import SequenceSpec, write_sequences, write_test_split
+from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.training.trainer import run
 from tests import tiny_runs
 
@@ -44,3 +45,22 @@ def test_ingested_tracks_train_and_evaluate_on_the_benchmarks_test_split(ingeste
     assert on_disk["dataset"]["name"] == "cameras"
     assert [round["epoch"] for round in on_disk["association"]] == [2]
     assert np.isfinite(on_disk["association"][0]["cycle_consistent_share"])
+
+
+def test_without_cross_camera_labels_training_runs_to_the_end_and_says_what_it_measured(ingested, tmp_path):
+    out = tmp_path / "run"
+    report = run(Config(**TINY, data_root=ingested, output_dir=str(out)))
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["dataset"]["evaluated_on"].startswith("no cross-camera labels exist (no query/ and gallery/), so "
+                                                         "retrieval across cameras cannot be measured")
+    assert on_disk["dataset"]["camera_names"] == ["c1", "c2", "c3"]
+    final = on_disk["final"]
+    assert "mAP" not in final and "association_precision" not in final
+    assert 0.0 < final["intra_camera_mAP"] <= 1.0 and 0.0 <= final["intra_camera_rank1"] <= 1.0
+    assert final["association_links"] >= final["association_components"] >= 0
+    assert 0.0 <= final["association_coverage"] <= 1.0 and 0.0 <= final["association_cycle_consistency"] <= 1.0
+    assert "pair_precision" not in on_disk["association"][0]
+    assert report["final"] == final
+    assert "c2 " in (out / "dataset.txt").read_text() and (out / "checkpoints" / "best.weights.h5").is_file()
+    with pytest.raises(DatasetError, match="has no query/ and gallery/ .no cross-camera labels., so retrieval"):
+        evaluate_run(str(out))

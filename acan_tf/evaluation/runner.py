@@ -61,8 +61,10 @@ def evaluate_run(
         folder = RunDir(run_dir)
         history = folder.evaluations()
         step = history[-1]["epoch"] if history else 0
+        # run.json names the training cameras since "Your own cameras"; older runs' cameras are numbered.
         written = write_analyses(folder.plots_dir, folder.analysis_logdir, evaluation, data.query, data.gallery,
-                                 history, camera_names(camera_classes), step, max_points)
+                                 history, camera_names(camera_classes, info.get("camera_names")), step, max_points,
+                                 dataset_camera_names=data.camera_names)
     model = {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint}
     return evaluation_document(model, data, reranking, evaluation, written)
 
@@ -94,7 +96,7 @@ def evaluate_saved_model(
     if analyses_dir is not None:
         folder = RunDir(analyses_dir)
         written = write_analyses(folder.plots_dir, folder.analysis_logdir, evaluation, data.query, data.gallery,
-                                 max_points=max_points)
+                                 max_points=max_points, dataset_camera_names=data.camera_names)
     model_info = {"saved_model": os.path.abspath(path), "name": card.get("name"), "version": card.get("version")}
     return evaluation_document(model_info, data, reranking, evaluation, written)
 
@@ -106,7 +108,11 @@ def load_test_data(name: str, root: str) -> ReIDDataset:
     if name == "synthetic" and not os.path.isfile(os.path.join(root, "spec.json")):
         raise DatasetError(f"no synthetic benchmark at {os.path.abspath(root)} (no spec.json): training generates it; "
                            "pass the --data_root the model was trained on")
-    return load_dataset(name, root)
+    dataset = load_dataset(name, root)
+    if not dataset.has_evaluation:
+        raise DatasetError(f"{dataset.root} has no query/ and gallery/ (no cross-camera labels), so retrieval cannot "
+                           "be measured on it; add a labelled query/ and gallery/, or pass another --data_root")
+    return dataset
 
 
 def read_model_card(path: str) -> dict:

@@ -3,6 +3,7 @@ TensorBoard scalars."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Callable, Mapping
 
@@ -28,12 +29,14 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     `evaluate(final)` is told whether it is the last epoch's evaluation, whose features (if it keeps them) stay in
     `final_features` for the end-of-run figures. A resumed run passes the evaluations (and best mAP) recorded
-    before it stopped.
+    before it stopped. `selection` names the metric that picks the best weights (the intra-camera mAP when there
+    are no cross-camera labels).
     """
 
     def __init__(self, evaluate: Callable[[bool], dict], every: int, epochs: int, best_path: str,
-                 evaluations: list[dict] | None = None, best_map: float = -1.0):
+                 evaluations: list[dict] | None = None, best_map: float = -1.0, selection: str = "mAP"):
         super().__init__()
+        self.selection = selection
         self.evaluate = evaluate
         self.every = every
         self.epochs = epochs
@@ -51,8 +54,8 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.evaluations.append({"epoch": done, **metrics})
         if logs is not None:
             logs.update({f"val_{name}": metrics[name] for name in SCALARS if name in metrics})
-        if metrics["mAP"] > self.best_map:
-            self.best_map = metrics["mAP"]
+        if metrics.get(self.selection, -math.inf) > self.best_map:
+            self.best_map = metrics[self.selection]
             save_weights_atomically(self.model, self.best_path)
 
 

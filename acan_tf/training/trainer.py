@@ -20,14 +20,17 @@ from absl import logging
 
 from acan_tf.config import Config, ConfigError
 from acan_tf.data import DatasetError, load_dataset
+from acan_tf.data.holdout import HeldOut, hold_out_frames
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, find_unreadable, training_dataset
-from acan_tf.data.records import ReIDDataset, camera_name
+from acan_tf.data.records import ReIDDataset
 from acan_tf.data.sampling import SamplingError, TrainingSet, training_set
 from acan_tf.data.summary import summarize
 from acan_tf.data.validation import carve_validation
 from acan_tf.evaluation import reported
-from acan_tf.evaluation.analysis import camera_names, write_analyses
+from acan_tf.evaluation.analysis import write_analyses
 from acan_tf.evaluation.features import frame_embedder
+from acan_tf.evaluation.intra_camera import MAP as INTRA_CAMERA_MAP
+from acan_tf.evaluation.intra_camera import evaluate_intra_camera
 from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.backbones import BackboneError
 from acan_tf.model.builder import build_acan
@@ -61,11 +64,13 @@ USER_ERRORS = (ConfigError, DatasetError, SamplingError, BackboneError, Distribu
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-    """The dataset, its printed summary and what training consumes of it."""
+    """The dataset, its printed summary and what training consumes of it; without cross-camera labels, the frames
+    held out of training for the intra-camera retrieval (acan_tf.data.holdout)."""
 
     dataset: ReIDDataset
     summary: str
     train: TrainingSet
+    held_out: HeldOut | None = None
 
 
 def check_output_dir(config: Config) -> bool:
@@ -126,13 +131,23 @@ def load_training_data(config: Config) -> TrainingData:
     dataset = load_dataset(config.dataset, config.data_root, **options)
     if config.validation_identities:  # evaluation then sees held-out training identities, never the test split
         dataset = carve_validation(dataset, config.validation_identities, config.seed)
+    if config.cross_camera == "supervised" and not dataset.train_ids_cross_camera:
+        raise RunError(f"--cross_camera=supervised trains on true cross-camera identities, and {dataset.name} has "
+                       "none (its training ids are camera-local); use --cross_camera=association")
+    held_out = None
+    if not dataset.has_evaluation:  # no cross-camera labels: frames of each local id are held out instead
+        held_out = hold_out_frames(dataset.train)
+        dataset = dataclasses.replace(dataset, train=held_out.train)
+        logging.info("no query/ and gallery/: no cross-camera labels, so retrieval across cameras cannot be measured; "
+                     "%d frames of %d local ids held out for the intra-camera retrieval", 2 * len(held_out.query),
+                     len(held_out.query))
     summary = summarize(dataset, config.min_ids)
     logging.info("dataset\n%s", summary)
-    train = training_set(dataset.train, config.min_ids)
+    train = training_set(dataset.train, config.min_ids, dataset.camera_names)
     for camid, count in train.dropped.items():
-        logging.warning("%s has %d training identities (< %d): dropped from training", camera_name(camid), count,
-                        config.min_ids)
-    return TrainingData(dataset, summary, train)
+        logging.warning("%s has %d training identities (< %d): dropped from training", dataset.camera_names[camid],
+                        count, config.min_ids)
+    return TrainingData(dataset, summary, train, held_out)
 
 
 def run(config: Config) -> dict:
@@ -175,7 +190,7 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
     steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(len(train.records) / items_per_batch))
     batches = TrainingBatches(
         train.records, train.local_ids, train.classes, config.num_identities, config.num_instances,
-        config.camera_batch_size, config.frames_per_tracklet, config.seed, config.camera_sampling,
+        config.camera_batch_size, config.frames_per_tracklet, config.seed, config.camera_sampling, train.class_names,
     )
     check_replica_split(config.num_identities, batches.cameras.per_camera, len(batches.cameras.cameras),
                         strategy.num_replicas_in_sync)
@@ -203,6 +218,9 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
     embed = frame_embedder(acan.encoder, config.image_height, config.image_width)
 
     def evaluate(final: bool) -> dict:
+        if data.held_out is not None:
+            return evaluate_intra_camera(embed, data.held_out.query, data.held_out.gallery, config.image_height,
+                                         config.image_width, config.eval_batch_size, config.normalize_features)
         return evaluate_reid(
             embed, data.dataset.query, data.dataset.gallery, config.image_height, config.image_width,
             config.eval_batch_size, config.normalize_features, acan.discriminator, train.camera_classes,
@@ -211,7 +229,7 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
 
     stage = CrossCameraStage(config, train, CrossCameraState.from_json(progress.cross_camera if progress else None),
                              write_dir.association_logdir if chief else None,
-                             lambda ids: broadcast_from_chief(strategy, ids))
+                             lambda ids: broadcast_from_chief(strategy, ids), data.dataset.train_ids_cross_camera)
     augmentation = Augmentation(config.flip, config.pad, config.random_erasing)
 
     def stream(step: int) -> tf.distribute.DistributedDataset:
@@ -230,7 +248,8 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
 
     guard = CollapseGuard(warn_only=config.collapse_guard == "warn")
     evaluation = PeriodicEvaluation(evaluate, config.eval_every, config.epochs, write_dir.checkpoint("best"),
-                                    progress.evaluations if progress else None, progress.best_map if progress else -1.0)
+                                    progress.evaluations if progress else None, progress.best_map if progress else -1.0,
+                                    "mAP" if data.held_out is None else INTRA_CAMERA_MAP)
     checkpoint = TrainingCheckpoint(
         state, write_dir.path, config.checkpoint_every_steps or math.ceil(steps_per_epoch / 2),
         lambda: {"evaluations": evaluation.evaluations, "best_map": evaluation.best_map,
@@ -290,12 +309,12 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         return report
     report.update({
         "dataset": {
-            "evaluated_on": f"validation: {config.validation_identities} held-out training identities"
-                            if config.validation_identities else "test split",
+            "evaluated_on": _evaluated_on(config, data),
             "name": data.dataset.name,
             "root": data.dataset.root,
             "num_train": len(train.records),
             "camera_classes": {str(k): v for k, v in train.camera_classes.items()},
+            "camera_names": list(data.dataset.camera_names),
             "dropped_cameras": {str(k): v for k, v in train.dropped.items()},
         },
         "evaluations": [reported.scalars(e) for e in evaluation.evaluations],
@@ -306,22 +325,40 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
     if config.analyses and evaluation.final_features:  # after report.json, the run's result, is safe
         final = {**evaluation.evaluations[-1], **evaluation.final_features}
         write_analyses(folder.plots_dir, folder.analysis_logdir, final, data.dataset.query, data.dataset.gallery,
-                       report["evaluations"], camera_names(train.camera_classes), config.epochs)
+                       report["evaluations"], list(train.class_names), config.epochs,
+                       dataset_camera_names=data.dataset.camera_names)
     return report
 
 
 def _last_round(state: CrossCameraState) -> dict:
-    """The reported figures of the last association round, if there was one."""
+    """The reported figures of the last association round, if there was one: measured against the true ids when
+    the training ids are cross-camera, else the figures that need no labels."""
     if not state.rounds:
         return {}
     last = state.rounds[-1]
-    return {"association_precision": last["pair_precision"], "association_recall": last["pair_recall"]}
+    if "pair_precision" in last:
+        return {"association_precision": last["pair_precision"], "association_recall": last["pair_recall"]}
+    return {"association_links": last["num_links"], "association_components": last["num_components"],
+            "association_mean_size": last["mean_component_size"], "association_coverage": last["coverage"],
+            "association_cycle_consistency": last["cycle_consistent_share"]}
+
+
+def _evaluated_on(config: Config, data: TrainingData) -> str:
+    """What the run's evaluations measured, for report.json."""
+    if data.held_out is not None:
+        return (f"no cross-camera labels exist (no query/ and gallery/), so retrieval across cameras cannot be "
+                f"measured: intra-camera retrieval of the first and last frames of {len(data.held_out.query)} local "
+                "ids, held out of training")
+    if config.validation_identities:
+        return f"validation: {config.validation_identities} held-out training identities"
+    return "test split"
 
 
 def _run_info(data: TrainingData, steps_per_epoch: int) -> dict:
     """run.json: what evaluation and export rebuild the model from."""
     return {
         "camera_classes": {str(k): v for k, v in data.train.camera_classes.items()},
+        "camera_names": list(data.dataset.camera_names),
         "steps_per_epoch": steps_per_epoch,
         "dataset": data.dataset.name,
         "is_video": data.dataset.is_video,
