@@ -247,3 +247,14 @@ def test_the_command_prints_one_line_for_bad_input_and_what_to_run_next(tmp_path
     assert result.returncode == 0, result.stderr
     assert f"--dataset=cameras --data_root={tmp_path / 'output'}" in result.stdout
     assert "writing crops: 22/22 (100%), camera lobby" in result.stderr
+
+
+def test_an_unwritable_output_is_one_line(tmp_path):
+    sequences(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")  # even root cannot make a folder inside a file
+    result = subprocess.run([sys.executable, "-m", "acan_tf.data.ingest", f"--input={tmp_path / 'input'}",
+                             f"--output={tmp_path / 'a_file' / 'out'}", "--noprogress"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"acan_tf.data.ingest: error: cannot write {tmp_path / 'a_file'}: File exists; "
+                                     f"nothing was written to --output={tmp_path / 'a_file' / 'out'}")

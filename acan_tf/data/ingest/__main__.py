@@ -12,7 +12,8 @@ from typing import Sequence
 
 from absl import app, flags
 
-from acan_tf.data.ingest import DEFAULT_TRACKS, Filters, IngestError, ingest
+from acan_tf.data.ingest import DEFAULT_TRACKS, Filters, ingest
+from acan_tf.errors import UserError
 
 DEFAULTS = Filters()
 
@@ -48,8 +49,11 @@ def main(argv: Sequence[str]) -> None:
     try:
         filters = Filters(**{field: values[field].value for field in Filters.__dataclass_fields__})
         ingest(values.input, values.output, filters, values.tracks, progress=values.progress)
-    except IngestError as error:
+    except UserError as error:
         sys.exit(f"acan_tf.data.ingest: error: {error}")
+    except OSError as error:  # a full disk or a folder without permission: nothing was renamed into place
+        sys.exit(f"acan_tf.data.ingest: error: cannot write {error.filename or values.output}: "
+                 f"{error.strerror or error}; nothing was written to --output={values.output}")
     print(f"train on it: python -m acan_tf.train --dataset=cameras --data_root={values.output}")
 
 
