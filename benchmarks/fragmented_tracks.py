@@ -25,9 +25,11 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 from acan_tf.data.datasets import load_dataset  # noqa: E402
-from acan_tf.data.ingest import Filters, ingest  # noqa: E402
+from acan_tf.data.ingest import MANIFEST, Filters, ingest  # noqa: E402
 from acan_tf.data.synthetic import SyntheticSpec  # noqa: E402
 from acan_tf.data.synthetic.sequences import TRUTH_FILE, SequenceSpec, write_sequences, write_test_split  # noqa: E402
+from acan_tf.evaluation.features import extract_features, l2_normalize  # noqa: E402
+from acan_tf.model.builder import load_run  # noqa: E402
 from acan_tf.training.association import association_quality  # noqa: E402
 from acan_tf.training.state import read_progress  # noqa: E402
 
@@ -65,6 +67,46 @@ def measured_association(run_dir: str, data_root: str, sequences: str) -> dict:
     return quality
 
 
+def merge_candidates(run_dir: str, data_root: str, sequences: str) -> dict:
+    """Could a within-camera merge find the broken tracks? With the run's final F: inside each camera, two local ids
+    whose tracks never share a frame and that are each other's most similar such local id are merge candidates;
+    their precision and recall against the true same-person pairs (the fragments)."""
+    config, acan, _ = load_run(run_dir, "last")
+    dataset = load_dataset("cameras", data_root)
+    features = l2_normalize(extract_features(acan.encoder, dataset.train, config.image_height, config.image_width))
+    with open(os.path.join(data_root, MANIFEST), encoding="utf-8") as handle:
+        frames = {os.path.join(data_root, row["path"]): int(row["frame"]) for row in csv.DictReader(handle)}
+    found = correct = true = 0
+    for camid, camera in enumerate(dataset.camera_names):
+        people = truth(sequences, camera)
+        index = [i for i, record in enumerate(dataset.train) if record.camid == camid]
+        tracks = sorted({os.path.basename(os.path.dirname(dataset.train[i].path)) for i in index})
+        span, proxy = {}, []
+        for track in tracks:
+            items = [i for i in index if os.path.basename(os.path.dirname(dataset.train[i].path)) == track]
+            track_frames = [frames[dataset.train[i].path] for i in items]
+            span[track] = (min(track_frames), max(track_frames))
+            proxy.append(features[items].mean(axis=0))
+        proxy = l2_normalize(np.array(proxy))
+        similarity = proxy @ proxy.T
+        for a, first in enumerate(tracks):
+            for b, second in enumerate(tracks):
+                overlap = not (span[first][1] < span[second][0] or span[second][1] < span[first][0])
+                if a == b or overlap:
+                    similarity[a, b] = -np.inf
+        best = similarity.argmax(axis=1)
+        pairs = {(a, int(best[a])) for a in range(len(tracks)) if best[best[a]] == a and a < best[a]
+                 and np.isfinite(similarity[a, best[a]])}
+        found += len(pairs)
+        correct += sum(people[tracks[a]] == people[tracks[b]] for a, b in pairs)
+        by_person: dict[int, int] = {}
+        for track in tracks:
+            by_person[people[track]] = by_person.get(people[track], 0) + 1
+        true += sum(n * (n - 1) // 2 for person, n in by_person.items() if person >= 0)
+    return {"merge_pairs": found, "merge_correct": correct, "fragment_pairs": true,
+            "merge_precision": correct / found if found else 0.0, "merge_recall": correct / true if true else 0.0}
+
+
 def run_condition(work: str, broken: float, seed: int, bench_root: str, train_flags: list[str]) -> dict:
     """Render, ingest, train and evaluate one condition."""
     name = f"broken{broken:g}_seed{seed}"
@@ -92,7 +134,8 @@ def run_condition(work: str, broken: float, seed: int, bench_root: str, train_fl
     with open(os.path.join(work, name, "ingest_time.json")) as handle:
         timing = json.load(handle)
     return {"condition": name, "broken_share": broken, "seed": seed, "train_seconds": time.time() - started,
-            "final": report["final"], "association": measured_association(run_dir, data_root, sequences), **timing}
+            "final": report["final"], "association": measured_association(run_dir, data_root, sequences),
+            "within_camera_merge": merge_candidates(run_dir, data_root, sequences), **timing}
 
 
 def main() -> None:
