@@ -14,7 +14,7 @@ from PIL import Image
 
 from acan_tf.data.check import check, find_file_problems
 from acan_tf.data.datasets import DatasetError
-from tests.fixture_trees import MARKET_TWO_CAMERAS, write_market_tree, write_mars_tree
+from tests.fixture_trees import MARKET_TWO_CAMERAS, write_cameras_tree, write_market_tree, write_mars_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,3 +110,17 @@ def test_command_line_exit_status(tmp_path):
     assert damaged.returncode == 1
     assert all(path in damaged.stdout for path in (truncated, empty, tiff))
     assert run_checker("--dataset=market1501").returncode != 0  # --data_root is required
+
+
+def test_your_cameras_say_which_evaluation_training_will_make(tmp_path, capsys):
+    write_cameras_tree(tmp_path, {"train": {"lobby": {"a": 4, "b": 2}, "gate 3": {"a": 5}}})
+    assert check("cameras", str(tmp_path), min_ids_per_camera=1) == 0
+    out = capsys.readouterr().out
+    assert "lobby" in out and out.rstrip().endswith(
+        "evaluation: no query/ and gallery/, so no cross-camera labels: retrieval across cameras cannot be measured; "
+        "training holds out the first and last frames of 2 of the 3 local ids for intra-camera retrieval and reports "
+        "the association without labels")
+    write_cameras_tree(tmp_path, {"query": {"lobby": {"p": 1}}, "gallery": {"gate 3": {"p": 2}}})
+    assert check("cameras", str(tmp_path), min_ids_per_camera=1) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        "evaluation: retrieval across cameras (mAP, CMC) of 1 queries against 2 gallery entries")

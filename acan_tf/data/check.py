@@ -1,7 +1,8 @@
 """Checks a dataset before training: python -m acan_tf.data.check --dataset=market1501 --data_root=/data
 
-Loads the dataset, prints its summary, decodes every image and reports missing, empty or corrupt files
-and the cameras training would drop. Exits non-zero if anything would stop training.
+Loads the dataset, prints its summary, decodes every image and reports missing, empty or corrupt files,
+the cameras training would drop and which evaluation training will make. Exits non-zero if anything would stop
+training.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from absl import app, flags, logging
 from PIL import Image
 
 from acan_tf.data.datasets import DATASET_NAMES, load_dataset
-from acan_tf.data.records import ReIDDataset, camera_name, frame_paths
+from acan_tf.data.holdout import hold_out_frames
+from acan_tf.data.records import ReIDDataset, frame_paths
 from acan_tf.data.summary import dropped_cameras, summarize
 from acan_tf.errors import UserError
 
@@ -88,6 +90,18 @@ def report_problems(problems: Sequence[FileProblem]) -> list[str]:
     return lines
 
 
+def evaluation_plan(dataset: ReIDDataset) -> str:
+    """Which evaluation training will make of the dataset: retrieval with labels, or what needs none."""
+    if dataset.has_evaluation:
+        return (f"evaluation: retrieval across cameras (mAP, CMC) of {len(dataset.query)} queries against "
+                f"{len(dataset.gallery)} gallery entries")
+    local_ids = len({(record.camid, record.pid) for record in dataset.train})
+    held = len(hold_out_frames(dataset.train).query)
+    return ("evaluation: no query/ and gallery/, so no cross-camera labels: retrieval across cameras cannot be "
+            f"measured; training holds out the first and last frames of {held} of the {local_ids} local ids for "
+            "intra-camera retrieval and reports the association without labels")
+
+
 def check(name: str, data_root: str, min_ids_per_camera: int, num_workers: int = 8) -> int:
     """Prints the check of one dataset; returns the exit status (0 = ready for training).
 
@@ -103,10 +117,11 @@ def check(name: str, data_root: str, min_ids_per_camera: int, num_workers: int =
     lines.append(f"{len(paths)} files checked, {len(problems)} with problems")
     lines.append(
         f"{usable} of {len(dataset.cameras)} cameras have >= {min_ids_per_camera} training identities"
-        + (f"; dropped: {', '.join(map(camera_name, dropped))}" if dropped else "")
+        + (f"; dropped: {', '.join(dataset.camera_names[camid] for camid in dropped)}" if dropped else "")
     )
     if usable == 0:
         lines.append("no usable camera: lower --min_ids_per_camera or check the training split")
+    lines.append(evaluation_plan(dataset))
     print("\n".join(lines))
     return 0 if not problems and usable > 0 else 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from acan_tf.data.records import Record, ReIDDataset, camera_name
+from acan_tf.data.records import Record, ReIDDataset
 
 
 def identities_per_camera(records: Sequence[Record]) -> dict[int, int]:
@@ -32,7 +32,7 @@ def summarize(dataset: ReIDDataset, min_ids_per_camera: int | None = None) -> st
     ids = identities_per_camera(dataset.train)
     camera_header: tuple[str, ...] = ("camera", "# ids", f"# {unit}")
     camera_rows = [
-        (camera_name(camid), ids.get(camid, 0), sum(r.camid == camid for r in dataset.train))
+        (dataset.camera_names[camid], ids.get(camid, 0), sum(r.camid == camid for r in dataset.train))
         for camid in dataset.cameras
     ]
     if min_ids_per_camera is not None:

@@ -27,6 +27,10 @@ class Metric:
 RANKING = "Re-ID (Market-1501 protocol)"
 ALIGNMENT = "Camera alignment"
 ASSOCIATION = "Cross-camera association (last round, measured against the true ids)"
+# Without cross-camera labels (your own cameras with no query/ and gallery/): what can still be measured.
+INTRA_CAMERA = ("No cross-camera labels exist, so retrieval across cameras cannot be measured.\n"
+                "Intra-camera retrieval (held-out first and last frames of each local id)")
+UNLABELLED_ASSOCIATION = "Cross-camera association (last round, without labels)"
 METRICS = (
     Metric("mAP", "mAP", "mAP", True, RANKING),
     Metric("rank1", "rank-1", "Rank-1", True, RANKING),
@@ -38,7 +42,17 @@ METRICS = (
     Metric("d_test_accuracy", "D camera accuracy on test features", "D accuracy", True, ALIGNMENT),
     Metric("association_precision", "pairwise precision of the links", "Assoc. precision", True, ASSOCIATION),
     Metric("association_recall", "pairwise recall of the links", "Assoc. recall", True, ASSOCIATION),
+    Metric("intra_camera_mAP", "mAP", "Intra-camera mAP", True, INTRA_CAMERA),
+    Metric("intra_camera_rank1", "rank-1", "Intra-camera rank-1", True, INTRA_CAMERA),
+    Metric("association_links", "cycle-consistent links", "Links", False, UNLABELLED_ASSOCIATION),
+    Metric("association_components", "pseudo-identities (components)", "Components", False, UNLABELLED_ASSOCIATION),
+    Metric("association_mean_size", "mean component size (cameras)", "Mean size", False, UNLABELLED_ASSOCIATION),
+    Metric("association_coverage", "local ids linked into a component", "Linked", True, UNLABELLED_ASSOCIATION),
+    Metric("association_cycle_consistency", "component pairs that are links", "Cycle-consistent", True,
+           UNLABELLED_ASSOCIATION),
 )
+# The sections a benchmark's tables always show; the others only where a run has them.
+ALWAYS_SHOWN = (RANKING, ALIGNMENT)
 SCALARS = tuple(metric.key for metric in METRICS)
 # Kept with every evaluation besides the scalars: the epoch it was made at and the queries it counted.
 BOOKKEEPING = ("epoch", "num_valid_queries")
@@ -53,15 +67,18 @@ def scalars(evaluation: Mapping) -> dict:
 def summary(evaluation: Mapping) -> dict:
     """The scalars plus the CMC curve to rank 20 and D's camera confusion: what report.json keeps of one evaluation."""
     kept = scalars(evaluation)
-    kept["cmc"] = np.asarray(evaluation["cmc"])[:CMC_KEPT].tolist()
+    if evaluation.get("cmc") is not None:  # intra-camera retrieval alone has none
+        kept["cmc"] = np.asarray(evaluation["cmc"])[:CMC_KEPT].tolist()
     if evaluation.get("camera_confusion") is not None:
         kept["camera_confusion"] = np.asarray(evaluation["camera_confusion"]).tolist()
     return kept
 
 
 def format_value(metric: Metric, value: float, digits: int = 2) -> str:
-    """A metric's value as tables show it: in % with `digits` decimals, or as is with 4 decimals."""
-    return f"{100 * value:.{digits}f}" if metric.percent else f"{value:.4f}"
+    """A metric's value as tables show it: in % with `digits` decimals, a count as an integer, else 4 decimals."""
+    if metric.percent:
+        return f"{100 * value:.{digits}f}"
+    return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
 def format_metrics(evaluation: Mapping) -> str:
@@ -76,7 +93,7 @@ def format_metrics(evaluation: Mapping) -> str:
             lines.append(section)
         # Ranking rows are short names with aligned numbers; alignment rows are long descriptions.
         text = format_value(metric, evaluation[metric.key])
-        if metric.section == RANKING:
+        if metric.section in (RANKING, INTRA_CAMERA):
             lines.append(f"  {metric.title:<10} {text:>6} %")
         else:
             lines.append(f"  {metric.title:<40} {text}" + (" %" if metric.percent else ""))

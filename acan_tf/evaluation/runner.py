@@ -63,8 +63,10 @@ def evaluate_run(
         folder = RunDir(run_dir)
         history = folder.evaluations()
         step = history[-1]["epoch"] if history else 0
+        # run.json names the training cameras since "Your own cameras"; older runs' cameras are numbered.
         written = write_analyses(folder.plots_dir, folder.analysis_logdir, evaluation, data.query, data.gallery,
-                                 history, camera_names(camera_classes), step, max_points)
+                                 history, camera_names(camera_classes, info.get("camera_names")), step, max_points,
+                                 dataset_camera_names=data.camera_names)
     model = {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint}
     return evaluation_document(model, data, reranking, evaluation, written)
 
@@ -96,7 +98,7 @@ def evaluate_saved_model(
     if analyses_dir is not None:
         folder = RunDir(analyses_dir)
         written = write_analyses(folder.plots_dir, folder.analysis_logdir, evaluation, data.query, data.gallery,
-                                 max_points=max_points)
+                                 max_points=max_points, dataset_camera_names=data.camera_names)
     model_info = {"saved_model": os.path.abspath(path), "name": card.get("name"), "version": card.get("version")}
     return evaluation_document(model_info, data, reranking, evaluation, written)
 

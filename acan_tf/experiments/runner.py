@@ -35,7 +35,7 @@ from absl import logging
 from acan_tf.config import Config, ConfigError
 from acan_tf.errors import UserError
 from acan_tf.evaluation import plots
-from acan_tf.evaluation.reported import ASSOCIATION, METRICS, Metric, format_value
+from acan_tf.evaluation.reported import ALWAYS_SHOWN, METRICS, Metric, format_value
 from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.io import write_json, write_text
 from acan_tf.run_dir import RunDir, RunDirectoryError
@@ -182,8 +182,8 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
     """The results as a Markdown document: settings, the mean ± std table, the figures."""
     config = results["base_config"]
     seeds = results["seeds"]
-    # The association's columns only where a run associated; every other metric always, a dash where a run lacks it.
-    columns = [metric for metric in METRICS if metric.section != ASSOCIATION
+    # Ranking and alignment always, a dash where a run lacks one; the other sections only where a run has them.
+    columns = [metric for metric in METRICS if metric.section in ALWAYS_SHOWN
                or any(metric.key in stats for stats in results["summary"].values())]
     lines = [f"# {experiment.title}", ""]
     if results["command"]:

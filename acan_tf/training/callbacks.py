@@ -4,6 +4,7 @@ loop advances, and records what it produces there; acan_tf.training.trainer.buil
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Mapping
 
@@ -29,11 +30,14 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     """Evaluates every `every` epochs and after the last one; adds `val_*` to the epoch logs; keeps the best weights.
 
     `evaluate(final)` is told whether it is the last epoch's evaluation, whose features (if it keeps them) stay in
-    `run.final_features` for the end-of-run figures. The evaluations and the best mAP go into `run`.
+    `run.final_features` for the end-of-run figures. The evaluations and the best mAP go into `run`. `selection`
+    names the metric that picks the best weights (the intra-camera mAP when there are no cross-camera labels).
     """
 
-    def __init__(self, evaluate: Callable[[bool], dict], every: int, epochs: int, best_path: str, run: RunState):
+    def __init__(self, evaluate: Callable[[bool], dict], every: int, epochs: int, best_path: str, run: RunState,
+                 selection: str = "mAP"):
         super().__init__()
+        self.selection = selection
         self.evaluate = evaluate
         self.every = every
         self.epochs = epochs
@@ -49,8 +53,8 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.run.evaluations.append({"epoch": done, **metrics})
         if logs is not None:
             logs.update({f"val_{name}": metrics[name] for name in SCALARS if name in metrics})
-        if metrics["mAP"] > self.run.best_map:
-            self.run.best_map = metrics["mAP"]
+        if metrics.get(self.selection, -math.inf) > self.run.best_map:
+            self.run.best_map = metrics[self.selection]
             save_weights_atomically(self.model, self.best_path)
 
 

@@ -22,15 +22,18 @@ from absl import logging
 
 from acan_tf.config import Config, ConfigError
 from acan_tf.data import load_dataset
+from acan_tf.data.holdout import HeldOut, hold_out_frames
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, find_unreadable, training_dataset
-from acan_tf.data.records import ReIDDataset, camera_name
+from acan_tf.data.records import ReIDDataset
 from acan_tf.data.sampling import TrainingSet, training_set
 from acan_tf.data.summary import summarize
 from acan_tf.data.validation import carve_validation
 from acan_tf.errors import UserError
 from acan_tf.evaluation import reported
-from acan_tf.evaluation.analysis import camera_names, write_analyses
+from acan_tf.evaluation.analysis import write_analyses
 from acan_tf.evaluation.features import frame_embedder
+from acan_tf.evaluation.intra_camera import MAP as INTRA_CAMERA_MAP
+from acan_tf.evaluation.intra_camera import evaluate_intra_camera
 from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.acan import ACAN
 from acan_tf.model.builder import build_acan
@@ -59,11 +62,13 @@ class RunError(UserError, RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-    """The dataset, its printed summary and what training consumes of it."""
+    """The dataset, its printed summary and what training consumes of it; without cross-camera labels, the frames
+    held out of training for the intra-camera retrieval (acan_tf.data.holdout)."""
 
     dataset: ReIDDataset
     summary: str
     train: TrainingSet
+    held_out: HeldOut | None = None
 
 
 def check_output_dir(config: Config) -> bool:
@@ -124,13 +129,23 @@ def load_training_data(config: Config) -> TrainingData:
     dataset = load_dataset(config.dataset, config.data_root, **options)
     if config.validation_identities:  # evaluation then sees held-out training identities, never the test split
         dataset = carve_validation(dataset, config.validation_identities, config.seed)
+    if config.cross_camera == "supervised" and not dataset.train_ids_cross_camera:
+        raise RunError(f"--cross_camera=supervised trains on true cross-camera identities, and {dataset.name} has "
+                       "none (its training ids are camera-local); use --cross_camera=association")
+    held_out = None
+    if not dataset.has_evaluation:  # no cross-camera labels: frames of each local id are held out instead
+        held_out = hold_out_frames(dataset.train)
+        dataset = dataclasses.replace(dataset, train=held_out.train)
+        logging.info("no query/ and gallery/: no cross-camera labels, so retrieval across cameras cannot be measured; "
+                     "%d frames of %d local ids held out for the intra-camera retrieval", 2 * len(held_out.query),
+                     len(held_out.query))
     summary = summarize(dataset, config.min_ids)
     logging.info("dataset\n%s", summary)
-    train = training_set(dataset.train, config.min_ids)
+    train = training_set(dataset.train, config.min_ids, dataset.camera_names)
     for camid, count in train.dropped.items():
-        logging.warning("%s has %d training identities (< %d): dropped from training", camera_name(camid), count,
-                        config.min_ids)
-    return TrainingData(dataset, summary, train)
+        logging.warning("%s has %d training identities (< %d): dropped from training", dataset.camera_names[camid],
+                        count, config.min_ids)
+    return TrainingData(dataset, summary, train, held_out)
 
 
 def run(config: Config) -> dict:
@@ -207,8 +222,13 @@ class Session:
         return self.run.steps_per_epoch
 
     def evaluate(self, final: bool) -> dict:
-        """One evaluation on the query and gallery; the last one keeps its features for the figures."""
+        """One evaluation on the query and gallery (the last one keeps its features for the figures); without
+        cross-camera labels, the intra-camera retrieval of the held-out frames."""
         config = self.config
+        held_out = self.data.held_out
+        if held_out is not None:
+            return evaluate_intra_camera(self.embed, held_out.query, held_out.gallery, config.image_height,
+                                         config.image_width, config.eval_batch_size, config.normalize_features)
         return evaluate_reid(
             self.embed, self.data.dataset.query, self.data.dataset.gallery, config.image_height, config.image_width,
             config.eval_batch_size, config.normalize_features, self.acan.discriminator,
@@ -245,7 +265,7 @@ def prepare(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir,
     steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(len(train.records) / items_per_batch))
     batches = TrainingBatches(
         train.records, train.local_ids, train.classes, config.num_identities, config.num_instances,
-        config.camera_batch_size, config.frames_per_tracklet, config.seed, config.camera_sampling,
+        config.camera_batch_size, config.frames_per_tracklet, config.seed, config.camera_sampling, train.class_names,
     )
     check_replica_split(config.num_identities, batches.cameras.per_camera, len(batches.cameras.cameras),
                         strategy.num_replicas_in_sync)
@@ -271,7 +291,7 @@ def prepare(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir,
         folder.write_start(config, _run_info(data, steps_per_epoch), data.summary)
 
     stage = CrossCameraStage(config, train, write_dir.association_logdir if chief else None,
-                             lambda ids: broadcast_from_chief(strategy, ids))
+                             lambda ids: broadcast_from_chief(strategy, ids), data.dataset.train_ids_cross_camera)
     run.cross_camera = stage.start(run.cross_camera)
     embed = frame_embedder(acan.encoder, config.image_height, config.image_width)
     return Session(config, strategy, write_dir, data, batches, acan, training_state, stage, run, run.step, embed)
@@ -285,8 +305,9 @@ def build_callbacks(session: Session, checkpoint: TrainingCheckpoint) -> list[ke
     """
     config, run, write_dir = session.config, session.run, session.write_dir
     chief = session.chief
+    selection = "mAP" if session.data.held_out is None else INTRA_CAMERA_MAP
     evaluation = [PeriodicEvaluation(session.evaluate, config.eval_every, config.epochs, write_dir.checkpoint("best"),
-                                     run)] if chief else []
+                                     run, selection)] if chief else []
     guard = CollapseCallback(CollapseGuard(warn_only=config.collapse_guard == "warn"), run)
     reporting = [
         TrainingLogs(write_dir.logs_dir, max(1, session.steps_per_epoch // 10),
@@ -350,12 +371,12 @@ def report(session: Session, seconds: float) -> dict:
     train = data.train
     result.update({
         "dataset": {
-            "evaluated_on": f"validation: {config.validation_identities} held-out training identities"
-                            if config.validation_identities else "test split",
+            "evaluated_on": _evaluated_on(config, data),
             "name": data.dataset.name,
             "root": data.dataset.root,
             "num_train": len(train.records),
             "camera_classes": {str(k): v for k, v in train.camera_classes.items()},
+            "camera_names": list(data.dataset.camera_names),
             "dropped_cameras": {str(k): v for k, v in train.dropped.items()},
         },
         "evaluations": [reported.scalars(e) for e in run.evaluations],
@@ -367,22 +388,40 @@ def report(session: Session, seconds: float) -> dict:
     if config.analyses and run.final_features:  # after report.json, the run's result, is safe
         final = {**run.evaluations[-1], **run.final_features}
         write_analyses(folder.plots_dir, folder.analysis_logdir, final, data.dataset.query, data.dataset.gallery,
-                       result["evaluations"], camera_names(train.camera_classes), config.epochs)
+                       result["evaluations"], list(train.class_names), config.epochs,
+                       dataset_camera_names=data.dataset.camera_names)
     return result
 
 
 def _last_round(state: CrossCameraState) -> dict:
-    """The reported figures of the last association round, if there was one."""
+    """The reported figures of the last association round, if there was one: measured against the true ids when
+    the training ids are cross-camera, else the figures that need no labels."""
     if not state.rounds:
         return {}
     last = state.rounds[-1]
-    return {"association_precision": last["pair_precision"], "association_recall": last["pair_recall"]}
+    if "pair_precision" in last:
+        return {"association_precision": last["pair_precision"], "association_recall": last["pair_recall"]}
+    return {"association_links": last["num_links"], "association_components": last["num_components"],
+            "association_mean_size": last["mean_component_size"], "association_coverage": last["coverage"],
+            "association_cycle_consistency": last["cycle_consistent_share"]}
+
+
+def _evaluated_on(config: Config, data: TrainingData) -> str:
+    """What the run's evaluations measured, for report.json."""
+    if data.held_out is not None:
+        return (f"no cross-camera labels exist (no query/ and gallery/), so retrieval across cameras cannot be "
+                f"measured: intra-camera retrieval of the first and last frames of {len(data.held_out.query)} local "
+                "ids, held out of training")
+    if config.validation_identities:
+        return f"validation: {config.validation_identities} held-out training identities"
+    return "test split"
 
 
 def _run_info(data: TrainingData, steps_per_epoch: int) -> dict:
     """run.json: what evaluation and export rebuild the model from."""
     return {
         "camera_classes": {str(k): v for k, v in data.train.camera_classes.items()},
+        "camera_names": list(data.dataset.camera_names),
         "steps_per_epoch": steps_per_epoch,
         "dataset": data.dataset.name,
         "is_video": data.dataset.is_video,
