@@ -206,7 +206,7 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         return evaluate_reid(
             embed, data.dataset.query, data.dataset.gallery, config.image_height, config.image_width,
             config.eval_batch_size, config.normalize_features, acan.discriminator, train.camera_classes,
-            keep_features=final and config.analyses,
+            keep_features=final and config.analyses, camera_normalization=True,
         )
 
     stage = CrossCameraStage(config, train, CrossCameraState.from_json(progress.cross_camera if progress else None),
@@ -300,6 +300,7 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
         },
         "evaluations": [reported.scalars(e) for e in evaluation.evaluations],
         "final": reported.summary({**evaluation.evaluations[-1], **_last_round(stage.state)}),
+        "camera_normalization": reported.camera_normalization_note(),
         "association": list(stage.state.rounds),
     })
     folder.write_report(report)
