@@ -32,6 +32,11 @@ def camera_name(camid: int) -> str:
     return f"camera {camid + 1}"
 
 
+def camera_key(camid: int) -> str:
+    """How files (a deployment's camera statistics) name a dataset camera: c and its 1-based number (Market's c1)."""
+    return f"c{camid + 1}"
+
+
 def frame_paths(record: Record) -> tuple[str, ...]:
     """The frame paths of a record: its image, or a tracklet's frames in order."""
     return record.paths if isinstance(record, TrackletRecord) else (record.path,)

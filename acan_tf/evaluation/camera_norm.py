@@ -46,13 +46,16 @@ class CameraStatistics:
     """Per-camera mean embeddings (and how many images each came from) of one model, and their global mean.
 
     `fingerprint` names the model (None: not tied to one, e.g. statistics computed on the fly in evaluation);
-    `source` says in words which unlabelled images the means come from.
+    `source` says in words which unlabelled images the means come from; `probe` holds the model's L2-normalised
+    embeddings of fixed probe images (acan_tf.deploy.camera_stats), which a client that cannot read the model's
+    fingerprint (TF Serving's REST client) compares with the served model's.
     """
 
     means: Mapping[str, np.ndarray]
     counts: Mapping[str, int]
     fingerprint: str | None = None
     source: str = ""
+    probe: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.means:
@@ -148,6 +151,7 @@ class CameraStatistics:
             "cameras": {name: {"count": int(self.counts[name]), "mean": np.asarray(self.means[name]).tolist()}
                         for name in self.cameras},
             "global": {"count": int(sum(self.counts.values())), "mean": self.global_mean.tolist()},
+            "probe": None if self.probe is None else np.asarray(self.probe).tolist(),
         }
 
     @classmethod
@@ -164,11 +168,15 @@ class CameraStatistics:
             cameras = document["cameras"]
             means = {str(name): np.asarray(entry["mean"], np.float64) for name, entry in cameras.items()}
             counts = {str(name): int(entry["count"]) for name, entry in cameras.items()}
-            statistics = cls(means, counts, document.get("model_fingerprint"), str(document.get("source", "")))
+            probe = None if document.get("probe") is None else np.asarray(document["probe"], np.float64)
+            statistics = cls(means, counts, document.get("model_fingerprint"), str(document.get("source", "")), probe)
         except (KeyError, TypeError, ValueError, AttributeError, CameraStatisticsError) as error:
             raise CameraStatisticsError(f"{where}: {expected}; {type(error).__name__}: {error}") from error
         if not all(np.all(np.isfinite(mean)) for mean in means.values()):
             raise CameraStatisticsError(f"{where}: a camera's mean holds a non-finite number")
+        if probe is not None and (probe.ndim != 2 or probe.shape[1] != statistics.feature_dim):
+            raise CameraStatisticsError(f"{where}: probe embeddings of shape {probe.shape}, expected [N, "
+                                        f"{statistics.feature_dim}]")
         if document.get("feature_dim") not in (None, statistics.feature_dim):
             raise CameraStatisticsError(f"{where}: feature_dim {document['feature_dim']} but means of "
                                         f"{statistics.feature_dim} numbers")
