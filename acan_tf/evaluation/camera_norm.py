@@ -71,7 +71,7 @@ class CameraStatistics:
 
     @classmethod
     def from_features(cls, features: np.ndarray, cameras: Sequence, fingerprint: str | None = None,
-                      source: str = "") -> CameraStatistics:
+                      source: str = "", probe: np.ndarray | None = None) -> CameraStatistics:
         """Statistics of `features` [N, D] (raw or L2-normalised) grouped by `cameras` [N] (any keys, kept as str)."""
         features = np.asarray(features, np.float64)
         keys = np.array([str(camera) for camera in cameras])
@@ -82,7 +82,7 @@ class CameraStatistics:
         names = sorted(set(keys.tolist()))
         means = {name: unit[keys == name].mean(axis=0) for name in names}
         counts = {name: int(np.sum(keys == name)) for name in names}
-        return cls(means, counts, fingerprint, source)
+        return cls(means, counts, fingerprint, source, probe)
 
     @property
     def feature_dim(self) -> int:
