@@ -106,6 +106,21 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     assert row[7:] == ["0.0200 ± 0.0100", "–"]
 
 
+def test_camera_normalised_columns_appear_where_runs_have_them_and_say_whose_statistics():
+    finals = [{"mAP": 0.1, "mAP_camnorm": 0.3, "rank1_camnorm": 0.4}, {"mAP": 0.3, "mAP_camnorm": 0.5}]
+    runs = [{"value": "oce", "seed": seed, "final": final} for seed, final in enumerate(finals)]
+    results = {"base_config": Config().to_json(), "seeds": [0, 1], "command": "", "parameter": "scheme",
+               "values": ["oce"], "summary": summarize_runs(runs, ["oce"])}
+    text = markdown(EXPERIMENTS["schemes"], results, [])
+    header, _, row = table_rows(text)
+    assert row[header.index("mAP cam-norm (%)")] == "40.0 ± 14.1"
+    assert row[header.index("Rank-1 cam-norm (%)")] == "40.0"  # one seed has it
+    assert "unlabelled per-camera statistics of the test images" in text
+    results["summary"] = summarize_runs([{**run, "final": {"mAP": 0.2}} for run in runs], ["oce"])
+    text = markdown(EXPERIMENTS["schemes"], results, [])
+    assert "cam-norm" not in text and "per-camera statistics" not in text
+
+
 def test_unknown_experiment_or_value_is_refused_before_training(tmp_path):
     with pytest.raises(ExperimentError, match="unknown experiment 'heights'"):
         run_experiment("heights", Config(), [0], str(tmp_path))
