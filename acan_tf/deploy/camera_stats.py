@@ -23,8 +23,8 @@ from acan_tf.deploy.onnx_export import run_onnx
 from acan_tf.deploy.quantize import onnx_features
 from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.deploy.serving import EMBEDDINGS, IMAGE_SIGNATURE, IMAGES
-from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics, CameraStatisticsError, l2_normalize
-from acan_tf.evaluation.features import extract_features
+from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics, CameraStatisticsError
+from acan_tf.evaluation.features import extract_features, l2_normalize
 from acan_tf.run_dir import RunDirectoryError, read_json
 from acan_tf.training.state import weights_digest
 

@@ -1,4 +1,4 @@
-"""Camera-aware normalisation: each camera's mean embedding subtracted, then L2-normalised (NumPy only).
+"""Camera-aware normalisation: each camera's mean embedding subtracted, then L2-normalised.
 
 A camera's statistics come from *unlabelled* images of that camera (its footage at deployment; the test images of
 that camera at evaluation): no identity is read. For a feature x of camera c,
@@ -24,6 +24,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from acan_tf.errors import UserError
+from acan_tf.evaluation.features import l2_normalize
 from acan_tf.io import write_json
 
 STATISTICS_FILE = "camera_stats.json"
@@ -34,11 +35,6 @@ SPACE = "means of L2-normalised embeddings; applied as (x/|x| - mean) / |x/|x| -
 
 class CameraStatisticsError(UserError):
     """A statistics file is malformed, belongs to another model, or does not fit the features; the message names it."""
-
-
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit Euclidean norm (the norm floored at 1e-12, as in evaluation)."""
-    return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
 
 
 @dataclasses.dataclass(frozen=True)
