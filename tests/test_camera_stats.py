@@ -19,6 +19,7 @@ from acan_tf.deploy.exporter import export_run
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics, CameraStatisticsError
 from acan_tf.training.state import weights_digest
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
+from tests.test_camera_norm import kit_camera_norm
 from tests.test_deploy_kit import write_images
 
 pytestmark = pytest.mark.slow  # tiny exports in both formats and the command in subprocesses: the full suite only
@@ -52,7 +53,7 @@ def exported(tiny_tree, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def other_export(tiny_tree, tmp_path_factory):
-    """A second tiny run (another seed: other weights) exported: another model."""
+    """A second tiny run exported (its own random initial weights): another model."""
     run_dir = str(tmp_path_factory.mktemp("other"))
     make_run(run_dir, data_root=tiny_tree, seed=7)
     return export_run(run_dir, str(tmp_path_factory.mktemp("models")), "other").path
@@ -128,6 +129,10 @@ def test_statistics_of_another_model_are_refused_and_left_as_they_are(export_cop
     mine = json.load(open(os.path.join(export_copy, "model.json")))["fingerprint"]
     theirs = json.load(open(os.path.join(other_export, "model.json")))["fingerprint"]
     assert mine != theirs
+    # Two models differ on the probe images by far more than the kit's tolerance for one model.
+    probes = [CameraStatistics.load(os.path.join(folder, STATISTICS_FILE)).probe
+              for folder in (export_copy, other_export)]
+    assert np.max(np.abs(probes[0] - probes[1])) > 4 * kit_camera_norm.PROBE_TOLERANCE
     with pytest.raises(CameraStatisticsError, match=f"fingerprint {theirs}.*fingerprint {mine}"):
         update_camera(export_copy, "lobby", str(tmp_path / "lobby"))
     assert open(foreign, "rb").read() == content
