@@ -42,8 +42,8 @@ _RANKING = (
     Metric("rank20", "rank-20", "Rank-20", True, RANKING),
     Metric("mINP", "mINP", "mINP", True, RANKING),
 )
-# The ranking metrics once more, on camera-normalised features (acan_tf.evaluation.camera_norm).
 RANKING_KEYS = tuple(metric.key for metric in _RANKING)
+# The ranking metrics once more, on camera-normalised features (acan_tf.evaluation.camera_norm).
 _CAMERA_NORMALISED = tuple(
     Metric(metric.key + CAMERA_NORMALISED_SUFFIX, metric.title, f"{metric.column} cam-norm", True, CAMERA_NORMALISED)
     for metric in _RANKING
