@@ -123,16 +123,16 @@ def test_a_new_statistics_file_gets_the_models_fingerprint_and_probe(exported, t
 
 def test_statistics_of_another_model_are_refused_and_left_as_they_are(export_copy, other_export, tmp_path):
     write_images(tmp_path / "lobby")
+    # Two models differ on the probe images by far more than the kit's tolerance for one model.
+    probes = [CameraStatistics.load(os.path.join(folder, STATISTICS_FILE)).probe
+              for folder in (export_copy, other_export)]
+    assert np.max(np.abs(probes[0] - probes[1])) > 4 * kit_camera_norm.PROBE_TOLERANCE
     foreign = os.path.join(export_copy, STATISTICS_FILE)
     shutil.copy(os.path.join(other_export, STATISTICS_FILE), foreign)
     content = open(foreign, "rb").read()
     mine = json.load(open(os.path.join(export_copy, "model.json")))["fingerprint"]
     theirs = json.load(open(os.path.join(other_export, "model.json")))["fingerprint"]
     assert mine != theirs
-    # Two models differ on the probe images by far more than the kit's tolerance for one model.
-    probes = [CameraStatistics.load(os.path.join(folder, STATISTICS_FILE)).probe
-              for folder in (export_copy, other_export)]
-    assert np.max(np.abs(probes[0] - probes[1])) > 4 * kit_camera_norm.PROBE_TOLERANCE
     with pytest.raises(CameraStatisticsError, match=f"fingerprint {theirs}.*fingerprint {mine}"):
         update_camera(export_copy, "lobby", str(tmp_path / "lobby"))
     assert open(foreign, "rb").read() == content
