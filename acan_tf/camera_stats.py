@@ -21,17 +21,20 @@ from acan_tf.deploy.camera_stats import RUNTIMES, update_camera
 from acan_tf.errors import UserError
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE
 
-flags.DEFINE_string("model", None, "Export folder OUT/NAME/VERSION (with model.json), or model.onnx / "
-                    "model_int8.onnx in it.", required=True)
-flags.DEFINE_string("camera", None, "The camera's name, as the deployment names it (training cameras: c1, c2, ...).",
-                    required=True)
-flags.DEFINE_string("images", None, "Folder of the camera's images (unlabelled; its image files, not sub-folders).",
-                    required=True)
-flags.DEFINE_enum("runtime", "auto", list(RUNTIMES), "Runtime computing the embeddings; auto: ONNX Runtime if the "
-                  "export has model.onnx, else the SavedModel.")
-flags.DEFINE_string("statistics", None, f"Statistics file to update or create; default: {STATISTICS_FILE} in the "
-                    "export folder.")
-flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
+
+def define_flags() -> None:
+    """The command's flags (defined only when run as a program, so the module can be imported next to others)."""
+    flags.DEFINE_string("model", None, "Export folder OUT/NAME/VERSION (with model.json), or model.onnx / "
+                        "model_int8.onnx in it.", required=True)
+    flags.DEFINE_string("camera", None, "The camera's name, as the deployment names it (training cameras: c1, c2, "
+                        "...).", required=True)
+    flags.DEFINE_string("images", None, "Folder of the camera's images (unlabelled; its image files, not sub-folders).",
+                        required=True)
+    flags.DEFINE_enum("runtime", "auto", list(RUNTIMES), "Runtime computing the embeddings; auto: ONNX Runtime if the "
+                      "export has model.onnx, else the SavedModel.")
+    flags.DEFINE_string("statistics", None, f"Statistics file to update or create; default: {STATISTICS_FILE} in the "
+                        "export folder.")
+    flags.DEFINE_integer("batch_size", 64, "Images per batch.", lower_bound=1)
 
 
 def main(argv: list[str]) -> None:
@@ -52,4 +55,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

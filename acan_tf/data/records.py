@@ -44,7 +44,7 @@ def frame_paths(record: Record) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class ReIDDataset:
-    """A dataset's three splits; `num_cameras` counts the cameras of the whole dataset."""
+    """A dataset's three splits; `num_cameras` is the layout's camera count (Market-1501: 6), `cameras` the data's."""
 
     name: str
     root: str
@@ -57,6 +57,11 @@ class ReIDDataset:
     def is_video(self) -> bool:
         """Whether the records are tracklets."""
         return bool(self.train) and isinstance(self.train[0], TrackletRecord)
+
+    @property
+    def cameras(self) -> tuple[int, ...]:
+        """The camids the data has (in any split), sorted: what tables and messages list."""
+        return tuple(sorted({record.camid for split in (self.train, self.query, self.gallery) for record in split}))
 
 
 def camera_local_labels(records: Sequence[Record]) -> list[tuple[int, int]]:

@@ -8,15 +8,15 @@ from typing import Sequence
 
 from absl import logging
 
-from acan_tf.data import DatasetError
+from acan_tf.data import DatasetError, load_existing_dataset
 from acan_tf.deploy import parity, quantize
 from acan_tf.deploy.camera_stats import model_fingerprint, probe_images, run_statistics
 from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, model_card
 from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
+from acan_tf.errors import UserError
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics
-from acan_tf.evaluation.runner import EvaluateError, load_test_data
 from acan_tf.io import write_json
 from acan_tf.model.builder import load_run
 from acan_tf.run_dir import RunDir
@@ -27,7 +27,7 @@ SAVED_MODEL_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export option is unusable; the message names the flag."""
 
 
@@ -89,7 +89,7 @@ def export_run(
     config, acan, info = load_run(run_dir, checkpoint)
     metrics = final_metrics(run_dir)
     # Loaded before anything is written: a run whose data is gone is refused at once.
-    data = load_test_data(config.dataset, config.data_root) if "onnx_int8" in formats else None
+    data = load_existing_dataset(config.dataset, config.data_root) if "onnx_int8" in formats else None
     height, width = config.image_height, config.image_width
     images, tracklets = parity.sample_inputs(height, width)
     reference = {"images": parity.keras_embeddings(acan, images), "tracklets": parity.keras_embeddings(acan, tracklets)}
@@ -136,8 +136,8 @@ def export_run(
 def _camera_statistics(acan, config, data, run_dir: str) -> CameraStatistics | None:
     """The training cameras' statistics for camera_stats.json, or None (warned) if the training data is gone."""
     try:
-        data = data or load_test_data(config.dataset, config.data_root)
-    except (DatasetError, EvaluateError) as error:
+        data = data or load_existing_dataset(config.dataset, config.data_root)
+    except DatasetError as error:
         logging.warning("no %s in the export: the training data of %s cannot be read (%s); compute each camera's "
                         "statistics with python -m acan_tf.camera_stats", STATISTICS_FILE, run_dir, error)
         return None
