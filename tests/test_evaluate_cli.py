@@ -59,13 +59,15 @@ def exported(trained, tmp_path_factory):
 
 def test_run_evaluation_reproduces_the_final_evaluation_of_training(trained):
     run_dir, report = trained
-    document = evaluate_run(run_dir, "last")
+    document = evaluate_run(run_dir, "last", camera_normalization=True)
     metrics, final = document["metrics"], report["final"]
-    for key in ("mAP", "rank1", "rank5", "mINP", "discrepancy", "d_test_accuracy"):
+    for key in ("mAP", "rank1", "rank5", "mINP", "discrepancy", "d_test_accuracy", "mAP_camnorm", "rank1_camnorm"):
         assert metrics[key] == pytest.approx(final[key], abs=1e-6), key
     np.testing.assert_allclose(metrics["cmc"], final["cmc"], atol=1e-9)
     np.testing.assert_allclose(metrics["camera_confusion"], final["camera_confusion"], atol=1e-9)
     assert document["kind"] == KIND and document["reranking"] is None
+    assert document["camera_normalization"] == report["camera_normalization"]
+    assert evaluate_run(run_dir, "last")["camera_normalization"] is None
     assert document["model"] == {"run_dir": os.path.abspath(run_dir), "checkpoint": "last"}
     data = load_dataset("synthetic", report["config"]["data_root"])
     assert ((document["dataset"]["num_query"], document["dataset"]["num_gallery"])
@@ -133,6 +135,20 @@ def test_cli_on_a_saved_model_takes_dataset_and_root_from_its_training_run(train
     assert document["dataset"]["root"] == load_dataset("synthetic", trained[1]["config"]["data_root"]).root
     assert document["metrics"]["mAP"] == pytest.approx(expected["metrics"]["mAP"], abs=1e-9)
     assert "d_test_accuracy" not in document["metrics"]  # an export has no D
+
+
+def test_cli_camera_normalization_on_a_saved_model_says_whose_statistics_it_used(trained, exported):
+    result = run_cli(f"--saved_model={exported}", "--camera_normalization")
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(exported, "evaluation_camnorm.json")) as handle:
+        document = json.load(handle)
+    assert "camera-normalised metrics from unlabelled per-camera statistics of the test images" in result.stdout
+    assert "Re-ID, camera-normalised" in result.stdout
+    assert "unlabelled per-camera statistics of the test images" in document["camera_normalization"]["statistics"]
+    # The export's embeddings are the run's: the same camera-normalised ranking as the run's own evaluation.
+    expected = evaluate_run(trained[0], "last", camera_normalization=True)["metrics"]
+    for key in ("mAP", "mAP_camnorm", "rank1_camnorm"):
+        assert document["metrics"][key] == pytest.approx(expected[key], abs=1e-6), key
 
 
 def test_tracklet_dataset_through_a_saved_model(exported, tmp_path):

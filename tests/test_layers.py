@@ -125,6 +125,6 @@ def test_a_module_takes_the_layer_of_its_longest_prefix():
 
 def test_commands_are_the_modules_run_as_programs():
     commands = {name for name, tree in sources().items() if is_command(name, tree)}
-    assert {"acan_tf.train", "acan_tf.evaluate", "acan_tf.export", "acan_tf.convert_weights",
+    assert {"acan_tf.train", "acan_tf.evaluate", "acan_tf.export", "acan_tf.convert_weights", "acan_tf.camera_stats",
             "acan_tf.experiments.__main__", "acan_tf.data.check"} <= commands
     assert "acan_tf.training.trainer" not in commands

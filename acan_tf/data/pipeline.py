@@ -196,7 +196,7 @@ def _split_streams(images: tf.Tensor, ids: tf.Tensor, camids: tf.Tensor, batches
         "camera_camids": camids[n:m],
     }
     if batches.pseudo_size:
-        streams.update(pseudo_images=images[m:], pseudo_ids=ids[m:])
+        streams.update(pseudo_images=images[m:], pseudo_ids=ids[m:], pseudo_camids=camids[m:])
     return streams
 
 

@@ -37,6 +37,11 @@ def numbered_camera_names(num_cameras: int) -> tuple[str, ...]:
     return tuple(camera_name(camid) for camid in range(num_cameras))
 
 
+def camera_key(camid: int) -> str:
+    """How files (a deployment's camera statistics) name a dataset camera: c and its 1-based number (Market's c1)."""
+    return f"c{camid + 1}"
+
+
 def frame_paths(record: Record) -> tuple[str, ...]:
     """The frame paths of a record: its image, or a tracklet's frames in order."""
     return record.paths if isinstance(record, TrackletRecord) else (record.path,)

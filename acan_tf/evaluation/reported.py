@@ -25,19 +25,36 @@ class Metric:
 
 
 RANKING = "Re-ID (Market-1501 protocol)"
+# What every table and report states about the camera-normalised metrics: where the statistics come from.
+CAMERA_STATISTICS_SOURCE = ("unlabelled per-camera statistics of the test images: each camera's mean L2-normalised "
+                            "embedding over the query and gallery images of that camera (no identity read), "
+                            "subtracted, then L2-normalised")
+CAMERA_NORMALISED = ("Re-ID, camera-normalised (Market-1501 protocol; unlabelled per-camera statistics of the test "
+                     "images)")
+CAMERA_NORMALISED_SUFFIX = "_camnorm"
 ALIGNMENT = "Camera alignment"
 ASSOCIATION = "Cross-camera association (last round, measured against the true ids)"
 # Without cross-camera labels (your own cameras with no query/ and gallery/): what can still be measured.
 INTRA_CAMERA = ("No cross-camera labels exist, so retrieval across cameras cannot be measured.\n"
                 "Intra-camera retrieval (held-out first and last frames of each local id)")
 UNLABELLED_ASSOCIATION = "Cross-camera association (last round, without labels)"
-METRICS = (
+_RANKING = (
     Metric("mAP", "mAP", "mAP", True, RANKING),
     Metric("rank1", "rank-1", "Rank-1", True, RANKING),
     Metric("rank5", "rank-5", "Rank-5", True, RANKING),
     Metric("rank10", "rank-10", "Rank-10", True, RANKING),
     Metric("rank20", "rank-20", "Rank-20", True, RANKING),
     Metric("mINP", "mINP", "mINP", True, RANKING),
+)
+RANKING_KEYS = tuple(metric.key for metric in _RANKING)
+# The ranking metrics once more, on camera-normalised features (acan_tf.evaluation.camera_norm).
+_CAMERA_NORMALISED = tuple(
+    Metric(metric.key + CAMERA_NORMALISED_SUFFIX, metric.title, f"{metric.column} cam-norm", True, CAMERA_NORMALISED)
+    for metric in _RANKING
+)
+METRICS = (
+    *_RANKING,
+    *_CAMERA_NORMALISED,
     Metric("discrepancy", "inter-camera discrepancy (Table VII)", "Discrepancy d", False, ALIGNMENT),
     Metric("d_test_accuracy", "D camera accuracy on test features", "D accuracy", True, ALIGNMENT),
     Metric("association_precision", "pairwise precision of the links", "Assoc. precision", True, ASSOCIATION),
@@ -74,6 +91,16 @@ def summary(evaluation: Mapping) -> dict:
     return kept
 
 
+def camera_normalised(metrics: Mapping) -> dict:
+    """Ranking metrics of camera-normalised features under their reported keys (mAP → mAP_camnorm, ...)."""
+    return {key + CAMERA_NORMALISED_SUFFIX: metrics[key] for key in RANKING_KEYS}
+
+
+def camera_normalization_note() -> dict:
+    """What report.json and evaluation documents say of their `*_camnorm` metrics: which, and whose statistics."""
+    return {"metrics": [metric.key for metric in _CAMERA_NORMALISED], "statistics": CAMERA_STATISTICS_SOURCE}
+
+
 def format_value(metric: Metric, value: float, digits: int = 2) -> str:
     """A metric's value as tables show it: in % with `digits` decimals, a count as an integer, else 4 decimals."""
     if metric.percent:
@@ -93,7 +120,7 @@ def format_metrics(evaluation: Mapping) -> str:
             lines.append(section)
         # Ranking rows are short names with aligned numbers; alignment rows are long descriptions.
         text = format_value(metric, evaluation[metric.key])
-        if metric.section in (RANKING, INTRA_CAMERA):
+        if metric.section in (RANKING, CAMERA_NORMALISED, INTRA_CAMERA):
             lines.append(f"  {metric.title:<10} {text:>6} %")
         else:
             lines.append(f"  {metric.title:<40} {text}" + (" %" if metric.percent else ""))

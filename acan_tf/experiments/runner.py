@@ -35,7 +35,14 @@ from absl import logging
 from acan_tf.config import Config, ConfigError
 from acan_tf.errors import UserError
 from acan_tf.evaluation import plots
-from acan_tf.evaluation.reported import ALWAYS_SHOWN, METRICS, Metric, format_value
+from acan_tf.evaluation.reported import (
+    ALWAYS_SHOWN,
+    CAMERA_NORMALISED,
+    CAMERA_STATISTICS_SOURCE,
+    METRICS,
+    Metric,
+    format_value,
+)
 from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.io import write_json, write_text
 from acan_tf.run_dir import RunDir, RunDirectoryError
@@ -199,7 +206,9 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
         "",
         f"Mean ± sample standard deviation over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}) of the final "
         "evaluation of each run (Market-1501 protocol on the test split; discrepancy d = 1/C Σ_c ‖mean_c − mean‖ "
-        "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features).",
+        "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features)."
+        + (f" Columns marked cam-norm: the same ranking on features normalised by {CAMERA_STATISTICS_SOURCE}."
+           if any(metric.section == CAMERA_NORMALISED for metric in columns) else ""),
         "",
         "| " + " | ".join([experiment.label, *(_column_title(metric) for metric in columns)]) + " |",
         "|" + "---|" * (len(columns) + 1),

@@ -88,6 +88,7 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
         warmup_steps=config.adv_warmup_epochs * steps_per_epoch,
         total_steps=config.epochs * steps_per_epoch,
         pseudo_weight=None if config.cross_camera == "none" else config.association_weight,
+        camera_centering=config.camera_centering,
     )
 
     def sgd(rate: float) -> keras.optimizers.Optimizer:

@@ -148,4 +148,6 @@ def describe_stages(config: Config) -> str:
     if config.cross_camera == "supervised":
         stages.append("SUPERVISED cross-camera identities (uses the true cross-camera labels: an upper bound, "
                       "not intra-camera supervision)")
+    if config.camera_centering:
+        stages.append("per-camera centring of the features D and the cross-camera losses see")
     return " + ".join(stages)

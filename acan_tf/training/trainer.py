@@ -232,7 +232,7 @@ class Session:
         return evaluate_reid(
             self.embed, self.data.dataset.query, self.data.dataset.gallery, config.image_height, config.image_width,
             config.eval_batch_size, config.normalize_features, self.acan.discriminator,
-            self.data.train.camera_classes, keep_features=final and config.analyses,
+            self.data.train.camera_classes, keep_features=final and config.analyses, camera_normalization=True,
         )
 
     def stream(self, step: int) -> tf.distribute.DistributedDataset:
@@ -381,6 +381,7 @@ def report(session: Session, seconds: float) -> dict:
         },
         "evaluations": [reported.scalars(e) for e in run.evaluations],
         "final": reported.summary({**run.evaluations[-1], **_last_round(run.cross_camera)}),
+        "camera_normalization": reported.camera_normalization_note(),
         "association": list(run.cross_camera.rounds),
     })
     folder = session.folder
