@@ -6,6 +6,8 @@ from setuptools import find_packages, setup
 
 TENSORFLOW = "tensorflow[and-cuda]~=2.21.0" if os.environ.get("ACAN_TF_GPU") == "1" else "tensorflow-cpu~=2.21.0"
 
+FAISS = "faiss-cpu>=1.8,<2"
+
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements.txt")) as handle:
     REQUIREMENTS = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
 
@@ -17,5 +19,6 @@ setup(
     packages=find_packages(include=["acan_tf", "acan_tf.*"]),
     python_requires=">=3.10",
     install_requires=[TENSORFLOW, *REQUIREMENTS],
-    extras_require={"test": ["pytest>=8", "ruff>=0.6"]},
+    # faiss-cpu: the kit's gallery index searches with it where installed (BUILD.md); the tests compare it with NumPy.
+    extras_require={"index": [FAISS], "test": ["pytest>=8", "ruff>=0.6", FAISS]},
 )
