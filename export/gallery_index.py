@@ -282,8 +282,9 @@ def default_nlist(count: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    """Lists scanned per query: 1/64 of them, at least 8 (recall@10 >= 0.95 on clustered 256-d galleries)."""
-    return min(nlist, max(8, nlist // 64))
+    """Lists scanned per query: 1/16 of them, at least 8 (benchmarks/index.py: recall@10 >= 0.95 on Re-ID-like
+    galleries of 100k and 1M items)."""
+    return min(nlist, max(8, nlist // 16))
 
 
 def _is_ivf(index) -> bool:
