@@ -19,10 +19,10 @@ import sys
 import numpy as np
 import onnxruntime
 
-from matching import answer_records, tracklet_embedding
+from matching import answer_records, card_threshold, tracklet_embedding
 from preprocess import collect_items, gallery_items, load_image
 
-ONNX_FILE = "model.onnx"
+ONNX_FILE, ONNX_INT8_FILE, MODEL_CARD = "model.onnx", "model_int8.onnx", "model.json"
 
 
 class OnnxEmbedder:
@@ -33,6 +33,16 @@ class OnnxEmbedder:
             path = os.path.join(path, ONNX_FILE)
         if not os.path.isfile(path):
             raise ValueError(f"--model={path}: no such file; expected model.onnx or the export folder holding it")
+        # The model card beside the model (None for a model file copied alone); its calibration is per format.
+        self.format = "onnx_int8" if os.path.basename(path) == ONNX_INT8_FILE else "onnx"
+        card_path = os.path.join(os.path.dirname(path), MODEL_CARD)
+        self.card = None
+        if os.path.isfile(card_path):
+            try:
+                with open(card_path, encoding="utf-8") as handle:
+                    self.card = json.load(handle)
+            except ValueError as error:
+                raise ValueError(f"{card_path}: not a model card (JSON: {error})") from error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per core; 1 was faster at batch 1 on a CPU busy with other work
         self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -62,6 +72,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gallery",
                         help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
     parser.add_argument("--top_k", type=int, default=5, help="Matches printed per query.")
+    parser.add_argument("--threshold", default="auto",
+                        help="Same-person distance: matches farther are not printed (no_match when none is left). "
+                             "auto: model.json's calibrated threshold if it has one; card: it, or an error; none; "
+                             "or a distance in [0, 2].")
     parser.add_argument("--tracklets", action="store_true",
                         help="Every input folder, and every gallery sub-folder, is one tracklet.")
     parser.add_argument("--batch_size", type=int, default=32, help="Images per ONNX Runtime call.")
@@ -77,9 +91,11 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         embedder = OnnxEmbedder(args.model, args.threads)
+        threshold = card_threshold(embedder.card, embedder.format, args.threshold)
         queries = collect_items(args.inputs, args.tracklets)
         gallery = gallery_items(args.gallery, args.tracklets) if args.gallery else None
-        records = answer_records(queries, gallery, lambda items: embedder.embed(items, args.batch_size), args.top_k)
+        records = answer_records(queries, gallery, lambda items: embedder.embed(items, args.batch_size), args.top_k,
+                                 threshold)
     except ValueError as error:
         print(f"onnx_infer: error: {error}", file=sys.stderr)
         return 2
