@@ -19,10 +19,11 @@ from acan_tf.deploy.exporter import DEFAULT_FORMATS, ONNX_TOLERANCE, SAVED_MODEL
 from acan_tf.deploy.onnx_export import OPSET
 from acan_tf.deploy.parity import ParityError
 from acan_tf.deploy.versioning import VersionError
+from acan_tf.evaluation.calibration import DEFAULT_FPR, CalibrationError
 from acan_tf.evaluation.runner import EvaluateError
 from acan_tf.run_dir import CHECKPOINTS, RunDirectoryError
 
-USER_ERRORS = (calibration.CalibrationError,
+USER_ERRORS = (CalibrationError,
                ConfigError, RunDirectoryError, ExportError, VersionError, ParityError, quantize.QuantizationError,
                DatasetError, EvaluateError)
 
@@ -43,7 +44,7 @@ flags.DEFINE_enum("int8_quantization", "static", list(quantize.QUANTIZATIONS),
                   "static: QDQ, calibrated on training images (fast on CPU); dynamic: activations quantized when run.")
 flags.DEFINE_integer("int8_calibration_images", quantize.CALIBRATION_IMAGES,
                      "Training images (seeded draw) that calibrate static quantization.", lower_bound=1)
-flags.DEFINE_float("calibration_fpr", calibration.DEFAULT_FPR,
+flags.DEFINE_float("calibration_fpr", DEFAULT_FPR,
                    "False-positive rate (different people, different cameras) at which the model card's "
                    "same-person distance threshold is chosen, on the run's labelled test split.")
 flags.DEFINE_float("threshold", None, "Same-person distance threshold (in [0, 2]) to write into the model card "

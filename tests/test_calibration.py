@@ -1,5 +1,5 @@
-"""Calibration of the same-person threshold (acan_tf.deploy.calibration) against direct NumPy pair counts, and the
-kit's reading of it (export/matching.py's card_threshold)."""
+"""Calibration of the same-person threshold (acan_tf.evaluation.calibration, acan_tf.deploy.calibration) against
+direct NumPy pair counts, and the kit's reading of it (export/matching.py's card_threshold)."""
 
 import os
 import sys
@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from acan_tf.deploy import calibration
+from acan_tf.deploy.calibration import export_calibration, format_table, uncalibrated
 from acan_tf.deploy.calibration_plots import plot_calibration
+from acan_tf.evaluation import calibration
 
 KIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export")
 sys.path.insert(0, KIT)
@@ -76,13 +77,13 @@ def test_nothing_to_calibrate_is_said():
     with pytest.raises(calibration.CalibrationError, match=r"--calibration_fpr=0: .* \(0, 1\)"):
         calibration.calibrate(embeddings, cameras, pids, fpr=0)
     with pytest.raises(calibration.CalibrationError, match=r"--threshold=3: .* \[0, 2\]"):
-        calibration.uncalibrated("no data", 3)
+        uncalibrated("no data", 3)
 
 
 def test_table_and_figure(tmp_path):
     embeddings, cameras, pids = labelled_items()
-    document = calibration.export_calibration({"onnx": embeddings}, cameras, pids, 1e-3, True, {"split": "test"})
-    table = calibration.format_table(document["formats"]).splitlines()
+    document = export_calibration({"onnx": embeddings}, cameras, pids, 1e-3, True, {"split": "test"})
+    table = format_table(document["formats"]).splitlines()
     assert table[0].split()[:4] == ["format", "pairs", "same", "different"] and len(table) == 3
     assert table[1].split()[:2] == ["onnx", "items"] and table[2].split()[:2] == ["onnx", "links"]
     path = plot_calibration(document["formats"]["onnx"]["items"], "onnx", str(tmp_path / "calibration.png"))
@@ -91,19 +92,19 @@ def test_table_and_figure(tmp_path):
 
 def test_kit_reads_the_cards_threshold():
     embeddings, cameras, pids = labelled_items()
-    calibrated = {"calibration": calibration.export_calibration({"onnx": embeddings}, cameras, pids, 1e-3, True, {})}
+    calibrated = {"calibration": export_calibration({"onnx": embeddings}, cameras, pids, 1e-3, True, {})}
     expected = calibrated["calibration"]["formats"]["onnx"]["items"]["threshold"]
     assert matching.card_threshold(calibrated, "onnx", "auto") == expected
     assert matching.card_threshold(calibrated, "onnx", "card") == expected
     assert matching.card_threshold(calibrated, "onnx", "none") is None
     assert matching.card_threshold(calibrated, "onnx", "0.7") == 0.7
-    plain = {"calibration": calibration.uncalibrated("the run's dataset cannot be read", None)}
+    plain = {"calibration": uncalibrated("the run's dataset cannot be read", None)}
     assert matching.card_threshold(plain, "onnx", "auto") is None
     with pytest.raises(ValueError, match="no calibrated threshold for onnx .*dataset cannot be read.*--threshold="):
         matching.card_threshold(plain, "onnx", "card")
     with pytest.raises(ValueError, match=r"--threshold=2.5: .* \[0, 2\]"):
         matching.card_threshold(plain, "onnx", "2.5")
-    assert matching.card_threshold({"calibration": calibration.uncalibrated("x", 0.9)}, "onnx", "card") == 0.9
+    assert matching.card_threshold({"calibration": uncalibrated("x", 0.9)}, "onnx", "card") == 0.9
 
 
 def test_matches_beyond_the_threshold_are_no_match():

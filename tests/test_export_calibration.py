@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from acan_tf.deploy import calibration, quantize
+from acan_tf.deploy import quantize
 from acan_tf.deploy.exporter import export_run
+from acan_tf.evaluation import calibration
 from acan_tf.evaluation.reid import record_ids
 from acan_tf.evaluation.runner import load_test_data
 from tests.run_fixtures import HEIGHT, WIDTH, make_run

@@ -21,6 +21,7 @@ from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
+from acan_tf.evaluation.calibration import DEFAULT_FPR, CalibrationError, check_distance_threshold, check_fpr
 from acan_tf.evaluation.reid import record_ids
 from acan_tf.evaluation.runner import EvaluateError, load_test_data
 from acan_tf.io import write_json
@@ -78,7 +79,7 @@ def export_run(
     int8_map_tolerance: float = quantize.MAP_TOLERANCE,
     int8_quantization: str = "static",
     int8_calibration_images: int = quantize.CALIBRATION_IMAGES,
-    calibration_fpr: float = calibration.DEFAULT_FPR,
+    calibration_fpr: float = DEFAULT_FPR,
     threshold: float | None = None,
 ) -> ExportResult:
     """Writes OUT/NAME/VERSION (SavedModel files, model.onnx, model_int8.onnx, model.json) only if every format passes.
@@ -88,8 +89,8 @@ def export_run(
     (the threshold at `calibration_fpr`); without one, the card records `threshold` (the user's) or none.
     """
     formats = check_formats(formats)
-    calibration.check_fpr(calibration_fpr)
-    calibration.check_distance_threshold(threshold)
+    check_fpr(calibration_fpr)
+    check_distance_threshold(threshold)
     check_model_name(model_name)
     if "onnx_int8" in formats:
         quantize.check_options(int8_quantization, int8_calibration_images)
@@ -178,7 +179,7 @@ def _calibrate_formats(formats: Sequence[str], staging: str, config: Config, dat
     try:
         document = calibration.export_calibration(embeddings, cameras, pids, fpr, config.association_centering,
                                                   split)
-    except calibration.CalibrationError as error:
+    except CalibrationError as error:
         return calibration.uncalibrated(f"the test split of {data.root} cannot calibrate: {error}", threshold)
     for name, kinds in document["formats"].items():
         plot_calibration(kinds["items"], name, os.path.join(staging, calibration.figure_file(name)))
