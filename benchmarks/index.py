@@ -58,7 +58,8 @@ def gallery_data(count: int, dim: int, num_queries: int, centres: str, seed: int
     else:
         means = rng.standard_normal((people, dim), dtype=np.float32)
     means /= np.linalg.norm(means, axis=1, keepdims=True)
-    noise = NOISE * np.sqrt(256 / dim)  # the same view-to-view distance at every dimension
+    noise = NOISE * float(np.sqrt(256 / dim))  # the same view-to-view distance at every dimension; a float64 NumPy
+    # scalar would make the views float64 (NEP 50)
 
     def views(owner: np.ndarray) -> np.ndarray:
         values = means[owner] + noise * rng.standard_normal((len(owner), dim), dtype=np.float32)
@@ -102,20 +103,20 @@ def latencies(indexes: dict[str, GalleryIndex], queries: np.ndarray, batch: int,
     batch (after one warm-up call each), so a change of load hits them alike."""
     times = {name: [] for name in indexes}
     for index in indexes.values():
-        index.search_rows(queries[:batch], TOP_K)
+        index.search(queries[:batch], TOP_K)
     for call in range(calls):
         start = (call * batch) % max(1, len(queries) - batch + 1)
         for name, index in indexes.items():
             begin = time.perf_counter()
-            index.search_rows(queries[start:start + batch], TOP_K)
+            index.search(queries[start:start + batch], TOP_K)
             times[name].append(1000 * (time.perf_counter() - begin))
     return {name: {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
                    "calls": calls, "batch": batch} for name, values in times.items()}
 
 
-def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+def recall_at_k(found: list[list[int]], exact: list[list[int]]) -> float:
     """Mean share of each query's exact top-k that `found` holds."""
-    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / len(b) for a, b in zip(found, exact)]))
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, exact)]))
 
 
 def run_size(name: str, dim: int, num_queries: int, centres: str) -> dict:
@@ -130,8 +131,8 @@ def run_size(name: str, dim: int, num_queries: int, centres: str) -> dict:
         for backend, figures in latencies(indexes, queries, batch, calls).items():
             result[backend][f"batch_{batch}"] = figures
     if faiss is not None:
-        exact, _ = indexes["numpy"].search_rows(queries, TOP_K)
-        found, _ = indexes["faiss"].search_rows(queries, TOP_K)
+        exact, found = ([[match.id for match in row] for row in indexes[name].search(queries, TOP_K)]
+                        for name in ("numpy", "faiss"))
         result["faiss"]["recall_at_10"] = recall_at_k(found, exact)
         for batch in (1, BATCH):
             result["faiss"][f"speedup_p50_batch_{batch}"] = (result["numpy"][f"batch_{batch}"]["p50_ms"]

@@ -177,7 +177,7 @@ class GalleryIndex:
         if not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise GalleryIndexError(f"top_k={top_k}: expected a positive integer")
         check_threshold(threshold)
-        rows, products = self.search_rows(queries, top_k)
+        rows, products = self._search_rows(queries, top_k)
         distances = inner_products_to_distances(products)
         answers = []
         for row_list, distance_list in zip(rows, distances):
@@ -186,7 +186,7 @@ class GalleryIndex:
                             if row >= 0 and (threshold is None or distance <= threshold)])
         return answers
 
-    def search_rows(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_rows(self, queries: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """(storage rows, inner products) [Q, k'] of each query's nearest items by the backend; row -1: none found."""
         if not len(self):
             return np.zeros((len(queries), 0), dtype=np.int64), np.zeros((len(queries), 0), dtype=np.float32)
