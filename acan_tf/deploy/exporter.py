@@ -21,7 +21,13 @@ from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
-from acan_tf.evaluation.calibration import DEFAULT_FPR, CalibrationError, check_distance_threshold, check_fpr
+from acan_tf.evaluation.calibration import (
+    DEFAULT_FPR,
+    CalibrationError,
+    check_distance_threshold,
+    check_fpr,
+    identified_records,
+)
 from acan_tf.evaluation.reid import record_ids
 from acan_tf.evaluation.runner import EvaluateError, load_test_data
 from acan_tf.io import write_json
@@ -164,7 +170,7 @@ def _calibrate_formats(formats: Sequence[str], staging: str, config: Config, dat
     """The card's calibration: every format's own test embeddings calibrated, their figures written beside."""
     if data is None:
         return calibration.uncalibrated(missing, threshold)
-    records = [record for record in (*data.query, *data.gallery) if record.pid >= 0]  # -1: junk images
+    records = identified_records((*data.query, *data.gallery))
     pids, cameras = record_ids(records)
     height, width, batch = config.image_height, config.image_width, config.eval_batch_size
     embeddings = {}

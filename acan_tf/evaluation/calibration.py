@@ -12,8 +12,11 @@ compares.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
+from acan_tf.data.records import Record
 from acan_tf.errors import UserError
 from acan_tf.training.association import build_proxies
 
@@ -29,6 +32,17 @@ CHUNK_ELEMENTS = 2**22
 
 class CalibrationError(UserError):
     """A calibration setting is unusable, or the data has no cross-camera pairs to calibrate on."""
+
+
+def unit_rows(features: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit norm (the norm floored at 1e-12), as training hands features to the association."""
+    features = np.asarray(features, dtype=np.float32)
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+def identified_records(records: Sequence[Record]) -> list[Record]:
+    """The records of identified people: pid > 0 (0 marks distractors, one-off people; -1 junk)."""
+    return [record for record in records if record.pid > 0]
 
 
 def check_fpr(fpr: float, flag: str = "--calibration_fpr") -> None:
@@ -53,9 +67,7 @@ def pair_histograms(embeddings: np.ndarray, cameras: np.ndarray, pids: np.ndarra
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Counts [bins] over [0, 2] of the distances of same-person and of different-person pairs of items from
     different cameras, each unordered pair once; rows are L2-normalised first."""
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    embeddings = embeddings / np.maximum(norms, 1e-12)
+    embeddings = unit_rows(embeddings)
     cameras, pids = np.asarray(cameras), np.asarray(pids)
     count = len(embeddings)
     positive, negative = np.zeros(bins, dtype=np.int64), np.zeros(bins, dtype=np.int64)
@@ -123,7 +135,8 @@ def calibrate_links(embeddings: np.ndarray, cameras: np.ndarray, pids: np.ndarra
     """The calibration of the association rule's proxies (one per (camera, person), centred per camera as the rule
     centres them), with the threshold as the rule takes it: a cosine similarity."""
     _, person_index = np.unique(np.asarray(pids), return_inverse=True)  # the rule wants non-negative local ids
-    proxies = build_proxies(np.asarray(embeddings, dtype=np.float32), np.asarray(cameras, dtype=np.int64),
+    # Unit items, as training hands them to the rule: a proxy is the mean direction of its items.
+    proxies = build_proxies(unit_rows(embeddings), np.asarray(cameras, dtype=np.int64),
                             person_index.reshape(-1).astype(np.int64), centre_per_camera)
     # A camera's only proxy is zero once centred: it has no direction and is never linked.
     directed = np.any(proxies.features != 0, axis=1)
