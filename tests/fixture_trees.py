@@ -165,3 +165,13 @@ def write_duke_si_tree(
             for frame in frames:
                 write_image(tracklet_dir / f"c{camera}_{frame:06d}.jpg", pid, camera)
     return dataset_dir
+
+
+def write_cameras_tree(root: Path, splits: Mapping[str, Mapping[str, Mapping[str, int]]]) -> Path:
+    """Your own cameras' tree: {split: {camera: {identity folder: number of images}}}, images 0.jpg, 1.jpg, ..."""
+    for split, cameras in splits.items():
+        for camera_number, (camera, identities) in enumerate(sorted(cameras.items()), start=1):
+            for pid, (identity, count) in enumerate(sorted(identities.items()), start=1):
+                for index in range(count):
+                    write_image(root / split / camera / identity / f"{index}.jpg", pid, camera_number)
+    return root

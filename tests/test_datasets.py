@@ -223,8 +223,9 @@ def test_synthetic_refuses_a_folder_of_something_else(tmp_path):
 
 
 def test_registry_lists_every_dataset_and_rejects_unknown_names(tmp_path):
-    assert DATASET_NAMES == ("market1501", "dukemtmcreid", "msmt17", "mars", "duke_si_tracklet", "synthetic")
-    assert "choose one of market1501, dukemtmcreid, msmt17, mars, duke_si_tracklet, synthetic" in load_error(
+    assert DATASET_NAMES == ("market1501", "dukemtmcreid", "msmt17", "mars", "duke_si_tracklet", "synthetic",
+                             "cameras")
+    assert "choose one of market1501, dukemtmcreid, msmt17, mars, duke_si_tracklet, synthetic, cameras" in load_error(
         "market", tmp_path
     )
     assert isinstance(DatasetError("x"), ValueError)

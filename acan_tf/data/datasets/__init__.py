@@ -6,7 +6,7 @@ import inspect
 import types
 from typing import Any
 
-from acan_tf.data.datasets import duke_si_tracklet, dukemtmcreid, market1501, mars, msmt17, synthetic
+from acan_tf.data.datasets import cameras, duke_si_tracklet, dukemtmcreid, market1501, mars, msmt17, synthetic
 from acan_tf.data.datasets.layout import DatasetError
 from acan_tf.data.records import ReIDDataset
 
@@ -18,6 +18,7 @@ _LOADERS = types.MappingProxyType(
         "mars": mars.load,
         "duke_si_tracklet": duke_si_tracklet.load,
         "synthetic": synthetic.load,
+        "cameras": cameras.load,
     }
 )
 DATASET_NAMES = tuple(_LOADERS)
@@ -30,7 +31,8 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
 
     Options: msmt17 takes `use_val_for_training` (default True: list_train + list_val, as the paper;
     False: list_train alone, as torchreid); synthetic takes `camera_shift` (0-1, used if it must generate the
-    benchmark) or `spec` (a SyntheticSpec the tree must have been made from).
+    benchmark) or `spec` (a SyntheticSpec the tree must have been made from). cameras reads your own cameras
+    (`root/train/<camera>/<local id>/...` or a CSV manifest, acan_tf.data.datasets.cameras).
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
