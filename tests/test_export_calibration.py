@@ -82,7 +82,7 @@ def test_without_a_labelled_split_the_threshold_is_left_to_the_user(tmp_path):
     asked = subprocess.run([sys.executable, os.path.join(KIT, "onnx_infer.py"), f"--model={out}/acan/1",
                             "--threshold=card", f"--gallery={tmp_path}", str(tmp_path)], capture_output=True,
                            text=True)
-    assert asked.returncode == 2 and len(asked.stderr.strip().splitlines()) == 1
+    assert asked.returncode == 2 and len(asked.stderr.strip().splitlines()) == 1  # the kit imports no TensorFlow
     assert "no calibrated threshold for onnx" in asked.stderr and "--threshold=DISTANCE" in asked.stderr
     user = export_run(run, out, "acan", formats=("onnx",), threshold=0.8)
     assert user.card["calibration"]["status"] == "user" and user.card["calibration"]["threshold"] == 0.8
