@@ -4,6 +4,8 @@
     python onnx_infer.py --model OUT/NAME/VERSION folder/               # every image of the folder
     python onnx_infer.py --model OUT/NAME/VERSION --gallery gallery/ query.jpg --top_k 5   # nearest gallery images
     python onnx_infer.py --model OUT/NAME/VERSION --tracklets track1/ --gallery tracks/    # folders are tracklets
+    python onnx_infer.py --model OUT/NAME/VERSION --index gallery.idx --gallery gallery/   # add the gallery to an index
+    python onnx_infer.py --model OUT/NAME/VERSION --index gallery.idx query.jpg            # search the saved index
 
 Images are resized to the model's input size as in training (preprocess.py). A tracklet's embedding is the
 L2-normalised mean of its frames' features, as the SavedModel's embed_tracklets computes it.
@@ -12,6 +14,7 @@ L2-normalised mean of its frames' features, as the SavedModel's embed_tracklets 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -19,6 +22,7 @@ import sys
 import numpy as np
 import onnxruntime
 
+from gallery_index import GalleryIndex
 from matching import answer_records, card_threshold, tracklet_embedding
 from preprocess import collect_items, gallery_items, load_image
 
@@ -67,10 +71,13 @@ class OnnxEmbedder:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", help="Image files or folders (queries when --gallery is given).")
+    parser.add_argument("inputs", nargs="*", help="Image files or folders (queries when --gallery is given).")
     parser.add_argument("--model", required=True, help="model.onnx, or the export folder OUT/NAME/VERSION holding it.")
     parser.add_argument("--gallery",
                         help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
+    parser.add_argument("--index",
+                        help="Gallery index file (gallery_index.py): --gallery's items are added to it (it is created "
+                             "if absent), and the inputs are searched in it.")
     parser.add_argument("--top_k", type=int, default=5, help="Matches printed per query.")
     parser.add_argument("--threshold", default="auto",
                         help="Same-person distance: matches farther are not printed (no_match when none is left). "
@@ -83,7 +90,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1 or args.threads < 0:
         parser.error("--top_k and --batch_size must be positive integers, --threads >= 0")
+    if not args.inputs and not (args.index and args.gallery):
+        parser.error("no inputs: pass image files or folders (or --index with --gallery to only fill the index)")
     return args
+
+
+def item_metadata(name: str, paths: list[str]) -> dict:
+    """What the index keeps of an item: its source, its camera (the folder holding it) and its file's time."""
+    modified = datetime.datetime.fromtimestamp(os.path.getmtime(paths[0]), datetime.timezone.utc)
+    return {"source": name, "camera": os.path.basename(os.path.dirname(os.path.abspath(name))),
+            "time": modified.isoformat(timespec="seconds")}
+
+
+def index_records(path: str, card: dict | None, embed, queries, gallery, top_k: int,
+                  threshold: float | None) -> list[dict]:
+    """With --index: `gallery` added to the index at `path` (created if absent, saved); `queries` searched in it."""
+    if card is None or "model_hash" not in card:
+        raise ValueError(f"--index={path}: needs the export's model.json beside the model, with its model_hash "
+                         "(export the run again if it predates the gallery index)")
+    size, model_hash = card["embedding_size"], card["model_hash"]
+    index = GalleryIndex.load(path, size, model_hash) if os.path.exists(path) else GalleryIndex(size, model_hash)
+    if gallery:
+        index.add(embed(gallery), [item_metadata(name, paths) for name, paths in gallery])
+        index.save(path)
+    if not queries:
+        return []
+    records = []
+    for (name, _), matches in zip(queries, index.search(embed(queries), top_k, threshold)):
+        record = {"query": name, "matches": [
+            {"item": m.metadata.get("source"), "distance": m.distance, "id": m.id,
+             **{key: value for key, value in m.metadata.items() if key != "source"}} for m in matches]}
+        if threshold is not None:
+            record.update(threshold=threshold, no_match=not matches)
+        records.append(record)
+    return records
 
 
 def main(argv: list[str]) -> int:
@@ -94,8 +134,9 @@ def main(argv: list[str]) -> int:
         threshold = card_threshold(embedder.card, embedder.format, args.threshold)
         queries = collect_items(args.inputs, args.tracklets)
         gallery = gallery_items(args.gallery, args.tracklets) if args.gallery else None
-        records = answer_records(queries, gallery, lambda items: embedder.embed(items, args.batch_size), args.top_k,
-                                 threshold)
+        embed = lambda items: embedder.embed(items, args.batch_size)  # noqa: E731
+        records = (index_records(args.index, embedder.card, embed, queries, gallery, args.top_k, threshold)
+                   if args.index else answer_records(queries, gallery, embed, args.top_k, threshold))
     except ValueError as error:
         print(f"onnx_infer: error: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -67,6 +68,30 @@ def test_edge_runner_answers_no_match_beyond_the_cards_threshold(exported, tiny_
     assert record["threshold"] == threshold
     assert all(match["distance"] <= threshold for match in record["matches"])
     assert record["no_match"] == (record["matches"] == [])
+
+
+def test_edge_runner_fills_and_searches_a_gallery_index(exported, tiny_tree, tmp_path):
+    data = load_test_data("synthetic", tiny_tree)
+    query, gallery = data.query[0].path, os.path.dirname(data.gallery[0].path)
+    runner = [sys.executable, os.path.join(KIT, "onnx_infer.py"), f"--model={exported.path}", "--top_k=3",
+              "--threshold=none"]
+    index = str(tmp_path / "gallery.idx")
+    filled = subprocess.run([*runner, f"--index={index}", f"--gallery={gallery}"], capture_output=True, text=True)
+    assert filled.returncode == 0 and filled.stdout == "", filled.stderr
+    searched, direct = (subprocess.run(command, capture_output=True, text=True) for command in
+                        ([*runner, f"--index={index}", query], [*runner, f"--gallery={gallery}", query]))
+    (from_index,), (from_folder,) = ([json.loads(line) for line in result.stdout.splitlines()]
+                                     for result in (searched, direct))
+    assert [m["item"] for m in from_index["matches"]] == [m["item"] for m in from_folder["matches"]]
+    np.testing.assert_allclose([m["distance"] for m in from_index["matches"]],
+                               [m["distance"] for m in from_folder["matches"]], atol=1e-5)
+    assert from_index["matches"][0]["camera"] == os.path.basename(gallery)
+    other = dict(exported.card, model_hash="another encoder")
+    json.dump(other, open(tmp_path / "model.json", "w"))
+    shutil.copy(os.path.join(exported.path, "model.onnx"), tmp_path / "model.onnx")
+    refused = subprocess.run([*runner[:2], f"--model={tmp_path}", f"--index={index}", query], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "built by encoder" in refused.stderr and "another encoder" in refused.stderr
 
 
 def test_without_a_labelled_split_the_threshold_is_left_to_the_user(tmp_path):
