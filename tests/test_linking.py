@@ -17,6 +17,7 @@ from acan_tf.evaluation.calibration import calibrate_links, identified_records
 from acan_tf.evaluation.features import extract_features
 from acan_tf.evaluation.reid import record_ids
 from acan_tf.model.builder import load_run
+from acan_tf.training.association import proxy_global_ids
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,10 +61,8 @@ def test_link_quality_matches_direct_counts(threshold):
     cameras, local_ids = linking.local_identities(records)
     association = linking.link(features, cameras, local_ids, threshold)
     pids, _ = record_ids(records)
-    from acan_tf.training.association import proxy_global_ids
-
     proxy_pids = proxy_global_ids(association.proxies, cameras, local_ids, pids)
-    quality = linking.link_quality(association, proxy_pids)
+    quality = linking.link_quality(association, proxy_pids, ("a", "b", "c"))
     predicted, correct, true, exact = direct_quality(association.pseudo_ids, association.proxies.cameras, proxy_pids)
     assert (quality["predicted_pairs"], quality["correct_pairs"], quality["true_pairs"]) == (predicted, correct, true)
     assert quality["people_recovered_exactly"] == pytest.approx(exact)
@@ -73,6 +72,7 @@ def test_link_quality_matches_direct_counts(threshold):
     assert sum(row["true_pairs"] for row in table) == true
     assert sum(row["predicted_pairs"] for row in table) == predicted
     assert sum(row["correct_pairs"] for row in table) == correct
+    assert {tuple(row["cameras"]) for row in table} <= {("a", "b"), ("a", "c"), ("b", "c")}
 
 
 def test_local_ids_never_carry_the_person_across_cameras():

@@ -94,7 +94,10 @@ def read_export(export_dir: str, runtime: str) -> tuple[dict, Callable[[Sequence
         card = read_json(os.path.join(export_dir, MODEL_CARD))
     except RunDirectoryError as error:
         raise LinkError(f"--export={export_dir}: {error}; expected an export folder OUT/NAME/VERSION") from error
-    height, width = card["input"]["height"], card["input"]["width"]
+    try:
+        height, width = int(card["input"]["height"]), int(card["input"]["width"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise LinkError(f"--export={export_dir}: {MODEL_CARD} has no input.height and input.width") from error
     if runtime == "saved_model":
         if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
             raise LinkError(f"--export={export_dir}: no SavedModel there (exported with --formats without "
@@ -151,9 +154,10 @@ def link_footage(footage: Footage, embeddings: np.ndarray, threshold: dict) -> d
     association = link(embeddings, cameras, local_ids, threshold["similarity_threshold"],
                        threshold["centre_per_camera"])
     proxies = association.proxies
-    items = np.bincount(association.proxies.index_of(cameras, local_ids), minlength=len(proxies.cameras))
+    item_proxies = proxies.index_of(cameras, local_ids)
+    items = np.bincount(item_proxies, minlength=len(proxies.cameras))
     paths = {}
-    for record, proxy in zip(records, association.proxies.index_of(cameras, local_ids).tolist()):
+    for record, proxy in zip(records, item_proxies.tolist()):
         paths.setdefault(proxy, []).append(frame_paths(record)[0])
 
     def member(proxy: int) -> dict:

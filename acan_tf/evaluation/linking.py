@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from acan_tf.config import Config
-from acan_tf.data.records import Record, camera_local_labels, camera_name
+from acan_tf.data.records import Record, camera_local_labels
 from acan_tf.data.validation import carve_validation
 from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.evaluation.calibration import calibrate_links, check_fpr, identified_records, unit_rows
@@ -42,7 +42,7 @@ def link(features: np.ndarray, cameras: np.ndarray, local_ids: np.ndarray, simil
                      centre_per_camera)
 
 
-def link_quality(association: Association, proxy_pids: np.ndarray) -> dict:
+def link_quality(association: Association, proxy_pids: np.ndarray, camera_names: Sequence[str]) -> dict:
     """Pairwise precision, recall and F1 of the links, the share of people recovered exactly, and per camera pair."""
     proxies, pseudo_ids = association.proxies, association.pseudo_ids
     quality = association_quality(pseudo_ids, proxies.cameras, proxy_pids)
@@ -63,11 +63,12 @@ def link_quality(association: Association, proxy_pids: np.ndarray) -> dict:
     quality.update(people=len(people), people_recovered_exactly=exact / len(people) if len(people) else 0.0,
                    people_in_several_cameras=multi_camera,
                    several_camera_people_recovered_exactly=multi_exact / multi_camera if multi_camera else 0.0,
-                   per_camera_pair=camera_pair_table(groups, proxies.cameras, proxy_pids))
+                   per_camera_pair=camera_pair_table(groups, proxies.cameras, proxy_pids, camera_names))
     return quality
 
 
-def camera_pair_table(groups: np.ndarray, cameras: np.ndarray, proxy_pids: np.ndarray) -> list[dict]:
+def camera_pair_table(groups: np.ndarray, cameras: np.ndarray, proxy_pids: np.ndarray,
+                      camera_names: Sequence[str]) -> list[dict]:
     """Per pair of cameras: true, predicted and correct cross-camera proxy pairs, precision and recall."""
     true, predicted, correct = {}, {}, {}
     by_person = {}
@@ -87,7 +88,7 @@ def camera_pair_table(groups: np.ndarray, cameras: np.ndarray, proxy_pids: np.nd
     rows = []
     for pair in sorted(set(true) | set(predicted)):
         t, p, c = true.get(pair, 0), predicted.get(pair, 0), correct.get(pair, 0)
-        rows.append({"cameras": [camera_name(pair[0]), camera_name(pair[1])], "true_pairs": t, "predicted_pairs": p,
+        rows.append({"cameras": [camera_names[pair[0]], camera_names[pair[1]]], "true_pairs": t, "predicted_pairs": p,
                      "correct_pairs": c, "precision": c / p if p else 0.0, "recall": c / t if t else 0.0})
     return rows
 
@@ -102,13 +103,13 @@ def link_threshold(features: np.ndarray, records: Sequence[Record], fpr: float, 
 
 
 def evaluate_linking(test_features: np.ndarray, test_records: Sequence[Record], similarity_threshold: float,
-                     centre_per_camera: bool = True) -> dict:
+                     camera_names: Sequence[str], centre_per_camera: bool = True) -> dict:
     """Links the test split's (camera, person) groups with the rule at `similarity_threshold`; its quality.
     `test_records` are identified people only (calibration.identified_records), one feature row each."""
     cameras, local_ids = local_identities(test_records)
     association = link(test_features, cameras, local_ids, similarity_threshold, centre_per_camera)
     pids, _ = record_ids(test_records)
-    return link_quality(association, proxy_global_ids(association.proxies, cameras, local_ids, pids))
+    return link_quality(association, proxy_global_ids(association.proxies, cameras, local_ids, pids), camera_names)
 
 
 def link_document(embed: Callable[[Sequence[Record]], np.ndarray], config: Config, validation_identities: int | None,
@@ -125,7 +126,8 @@ def link_document(embed: Callable[[Sequence[Record]], np.ndarray], config: Confi
     validation = identified_records((*carved.query, *carved.gallery))
     threshold = link_threshold(embed(validation), validation, fpr, config.association_centering)
     test = identified_records((*dataset.query, *dataset.gallery))
-    quality = evaluate_linking(embed(test), test, threshold["similarity_threshold"], config.association_centering)
+    quality = evaluate_linking(embed(test), test, threshold["similarity_threshold"], dataset.camera_names,
+                               config.association_centering)
     threshold.update(chosen_on=f"validation: {count} training identities (seed {config.seed})",
                      held_out_in_training=count == config.validation_identities)
     return {"threshold": threshold, "test_split": {"dataset": dataset.name, "root": dataset.root, "items": len(test)},
