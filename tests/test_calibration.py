@@ -1,6 +1,7 @@
 """Calibration of the same-person threshold (acan_tf.evaluation.calibration, acan_tf.deploy.calibration) against
 direct NumPy pair counts, and the kit's reading of it (export/matching.py's card_threshold)."""
 
+import json
 import os
 import sys
 
@@ -114,3 +115,15 @@ def test_matches_beyond_the_threshold_are_no_match():
     assert records[0] == {"query": "q0", "matches": [{"item": "a", "distance": 0.0}], "threshold": 0.5,
                           "no_match": False}
     assert records[1]["matches"] == [] and records[1]["no_match"] is True
+
+
+def test_rest_client_reads_the_card_it_is_given(tmp_path):
+    import client
+
+    card = tmp_path / "model.json"
+    card.write_text(json.dumps({"calibration": uncalibrated("no labelled split", 0.75)}))
+    assert matching.card_threshold(client.read_card(str(card)), client.SERVED_FORMAT, "card") == 0.75
+    assert client.read_card(None) is None
+    card.write_text("{not json")
+    with pytest.raises(ValueError, match=f"--model_card={card}: cannot read it as JSON"):
+        client.read_card(str(card))
