@@ -127,3 +127,14 @@ def test_rest_client_reads_the_card_it_is_given(tmp_path):
     card.write_text("{not json")
     with pytest.raises(ValueError, match=f"--model_card={card}: cannot read it as JSON"):
         client.read_card(str(card))
+
+
+def test_distractors_and_junk_are_left_out_of_benchmarks_only():
+    from acan_tf.data.records import ImageRecord, ReIDDataset
+
+    query = (ImageRecord("q.jpg", 0, 0), ImageRecord("r.jpg", 3, 1))
+    gallery = (ImageRecord("g.jpg", -1, 0), ImageRecord("h.jpg", 3, 0))
+    market = ReIDDataset("market1501", "/m", (), query, gallery, 2)
+    assert [r.path for r in calibration.identified_records(market)] == ["r.jpg", "h.jpg"]
+    own = ReIDDataset("cameras", "/c", (), query, gallery, 2)
+    assert [r.path for r in calibration.identified_records(own)] == ["q.jpg", "r.jpg", "h.jpg"]

@@ -102,7 +102,7 @@ def test_evaluate_link_chooses_the_threshold_on_validation(tmp_path, tiny_tree):
     # The threshold: the validation split's proxies at FPR 0.05, computed here without the command.
     config, acan, _ = load_run(run, "best")
     carved = carve_validation(load_dataset("synthetic", tiny_tree), 4, config.seed)
-    validation = identified_records((*carved.query, *carved.gallery))
+    validation = identified_records(carved)
     features = extract_features(acan.encoder, validation, HEIGHT, WIDTH, 64)
     pids, cameras = record_ids(validation)
     expected = calibrate_links(features / np.linalg.norm(features, axis=1, keepdims=True), cameras, pids, 0.05)

@@ -170,7 +170,7 @@ def _calibrate_formats(formats: Sequence[str], staging: str, config: Config, dat
     """The card's calibration: every format's own test embeddings calibrated, their figures written beside."""
     if data is None:
         return calibration.uncalibrated(missing, threshold)
-    records = identified_records((*data.query, *data.gallery))
+    records = identified_records(data)
     pids, cameras = record_ids(records)
     height, width, batch = config.image_height, config.image_width, config.eval_batch_size
     embeddings = {}

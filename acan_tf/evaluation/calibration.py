@@ -12,11 +12,10 @@ compares.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
-from acan_tf.data.records import Record
+from acan_tf.data.datasets.cameras import NAME as CAMERAS
+from acan_tf.data.records import Record, ReIDDataset
 from acan_tf.errors import UserError
 from acan_tf.training.association import build_proxies
 
@@ -40,9 +39,11 @@ def unit_rows(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
-def identified_records(records: Sequence[Record]) -> list[Record]:
-    """The records of identified people: pid > 0 (0 marks distractors, one-off people; -1 junk)."""
-    return [record for record in records if record.pid > 0]
+def identified_records(dataset: ReIDDataset) -> list[Record]:
+    """The query and gallery records of identified people: benchmarks mark junk with pid -1 and distractors (one-off
+    people) with pid 0, while your own cameras number people from 0."""
+    first = 0 if dataset.name == CAMERAS else 1
+    return [record for record in (*dataset.query, *dataset.gallery) if record.pid >= first]
 
 
 def check_fpr(fpr: float, flag: str = "--calibration_fpr") -> None:

@@ -95,7 +95,6 @@ def camera_pair_table(groups: np.ndarray, cameras: np.ndarray, proxy_pids: np.nd
 
 def link_threshold(features: np.ndarray, records: Sequence[Record], fpr: float, centre_per_camera: bool) -> dict:
     """The association's similarity threshold at false-positive rate `fpr` of a labelled (validation) split."""
-    records = identified_records(records)
     pids, cameras = record_ids(records)
     calibration = calibrate_links(features, cameras, pids, fpr, centre_per_camera)
     return {key: calibration[key] for key in ("similarity_threshold", "threshold", "fpr_target", "fpr", "tpr",
@@ -123,9 +122,9 @@ def link_document(embed: Callable[[Sequence[Record]], np.ndarray], config: Confi
     check_fpr(fpr, "--link_fpr")
     dataset = load_test_data(config.dataset, config.data_root)
     carved = carve_validation(dataset, count, config.seed)
-    validation = identified_records((*carved.query, *carved.gallery))
+    validation = identified_records(carved)
     threshold = link_threshold(embed(validation), validation, fpr, config.association_centering)
-    test = identified_records((*dataset.query, *dataset.gallery))
+    test = identified_records(dataset)
     quality = evaluate_linking(embed(test), test, threshold["similarity_threshold"], dataset.camera_names,
                                config.association_centering)
     threshold.update(chosen_on=f"validation: {count} training identities (seed {config.seed})",
