@@ -85,7 +85,7 @@ def test_table_and_figure(tmp_path):
     embeddings, cameras, pids = labelled_items()
     document = export_calibration({"onnx": embeddings}, cameras, pids, 1e-3, True, {"split": "test"})
     table = format_table(document["formats"]).splitlines()
-    assert table[0].split()[:4] == ["format", "pairs", "same", "different"] and len(table) == 3
+    assert table[0].split()[:6] == ["format", "pairs", "of", "same", "person", "different"] and len(table) == 3
     assert table[1].split()[:2] == ["onnx", "items"] and table[2].split()[:2] == ["onnx", "links"]
     path = plot_calibration(document["formats"]["onnx"]["items"], "onnx", str(tmp_path / "calibration.png"))
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

@@ -15,7 +15,7 @@ def figure_file(format_name: str) -> str:
 
 def format_table(calibrations: dict[str, dict]) -> str:
     """The printed table: per format and kind, pair counts, TPR at FPR_POINTS and the chosen threshold."""
-    header = ["format", "pairs", "same", "different"] + [f"TPR@FPR={value:g}" for value in FPR_POINTS] + \
+    header = ["format", "pairs of", "same person", "different"] + [f"TPR@FPR={value:g}" for value in FPR_POINTS] + \
         ["threshold (FPR)"]
     rows = [header]
     for name, kinds in calibrations.items():
