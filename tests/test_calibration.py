@@ -138,3 +138,15 @@ def test_distractors_and_junk_are_left_out_of_benchmarks_only():
     assert [r.path for r in calibration.identified_records(market)] == ["r.jpg", "h.jpg"]
     own = ReIDDataset("cameras", "/c", (), query, gallery, 2)
     assert [r.path for r in calibration.identified_records(own)] == ["q.jpg", "r.jpg", "h.jpg"]
+
+
+def test_figure_histograms_cover_the_distances_that_occur():
+    positive, negative = np.zeros(calibration.BINS, dtype=np.int64), np.zeros(calibration.BINS, dtype=np.int64)
+    positive[[3, 40]], negative[[10, 249]] = (2, 1), (5, 7)
+    histogram = calibration.coarse_histograms(positive, negative, bins=100)
+    edges = np.asarray(histogram["edges"])
+    assert edges[0] == 0 and edges[-1] >= 250 * 2 / calibration.BINS > edges[-2]  # up to the last occupied bin
+    assert sum(histogram["same_person"]) == 3 and sum(histogram["different_person"]) == 12
+    values = np.r_[[3.5, 3.5, 40.5], [10.5] * 5, [249.5] * 7] * 2 / calibration.BINS
+    direct = np.histogram(values[:3], edges)[0].tolist(), np.histogram(values[3:], edges)[0].tolist()
+    assert (histogram["same_person"], histogram["different_person"]) == direct

@@ -101,6 +101,21 @@ def operating_point(thresholds: np.ndarray, tpr: np.ndarray, fpr: np.ndarray, ta
     return {"threshold": float(thresholds[index]), "tpr": float(tpr[index]), "fpr": float(fpr[index])}
 
 
+def coarse_histograms(positive: np.ndarray, negative: np.ndarray, bins: int = PLOT_BINS) -> dict:
+    """The fine histograms summed into about `bins` bins over the distances that occur (from 0), for the figure:
+    a model whose distances all lie below 0.05 still gets a readable histogram."""
+    occupied = int(np.flatnonzero(positive + negative)[-1]) + 1
+    group = -(-occupied // bins)  # fine bins per coarse bin, rounded up
+    count = -(-occupied // group)
+
+    def regroup(counts: np.ndarray) -> list[int]:
+        return np.pad(counts[:occupied], (0, count * group - occupied)).reshape(count, group).sum(1).tolist()
+
+    width = MAX_DISTANCE / len(positive)
+    return {"edges": (np.arange(count + 1) * group * width).tolist(), "same_person": regroup(positive),
+            "different_person": regroup(negative)}
+
+
 def calibrate(embeddings: np.ndarray, cameras: np.ndarray, pids: np.ndarray, fpr: float = DEFAULT_FPR) -> dict:
     """The calibration of labelled items (JSON-ready): pair counts, TPR at FPR_POINTS, the threshold at `fpr`,
     a sampled ROC and coarse histograms for the figures."""
@@ -114,7 +129,6 @@ def calibrate(embeddings: np.ndarray, cameras: np.ndarray, pids: np.ndarray, fpr
     # The figures' ROC: log-spaced in FPR where thresholds matter, with the exact points at FPR_POINTS.
     wanted = np.unique(np.r_[np.geomspace(1e-5, 1.0, ROC_POINTS), FPR_POINTS])
     sampled = np.unique([np.flatnonzero(fpr_values <= value)[-1] for value in wanted])
-    coarse = BINS // PLOT_BINS
     return {
         "distance": "Euclidean between L2-normalised embeddings (0: identical, 2: opposite)",
         "pairs": {"same_person": int(positive.sum()), "different_person": int(negative.sum()),
@@ -125,9 +139,7 @@ def calibrate(embeddings: np.ndarray, cameras: np.ndarray, pids: np.ndarray, fpr
                        for value in FPR_POINTS},
         "roc": {"threshold": thresholds[sampled].tolist(), "tpr": tpr[sampled].tolist(),
                 "fpr": fpr_values[sampled].tolist()},
-        "histogram": {"edges": np.linspace(0.0, MAX_DISTANCE, PLOT_BINS + 1).tolist(),
-                      "same_person": positive.reshape(PLOT_BINS, coarse).sum(1).tolist(),
-                      "different_person": negative.reshape(PLOT_BINS, coarse).sum(1).tolist()},
+        "histogram": coarse_histograms(positive, negative),
     }
 
 
