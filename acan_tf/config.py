@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from acan_tf.errors import UserError
+
 # The adversarial schemes of the paper (Tables V, VI) and the warm-ups of λ; acan_tf.model.acan implements them.
 SCHEMES = ("none", "grl", "oce", "ace")
 WARMUPS = ("none", "linear", "dann")
@@ -18,7 +20,7 @@ WARMUPS = ("none", "linear", "dann")
 CROSS_CAMERA = ("none", "association", "supervised")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is out of range; the message names the flag."""
 
 

@@ -20,15 +20,15 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 
 from absl import app, flags, logging
 
-from acan_tf.config import ConfigError
-from acan_tf.data import DATASET_NAMES, DatasetError
-from acan_tf.evaluation.calibration import DEFAULT_FPR, CalibrationError
+from acan_tf.data import DATASET_NAMES
+from acan_tf.deploy.calibration import DEFAULT_FPR
+from acan_tf.errors import UserError
 from acan_tf.evaluation.linking import format_linking, link_run, link_saved_model
 from acan_tf.evaluation.reid import Reranking
 from acan_tf.evaluation.reported import format_metrics
-from acan_tf.evaluation.runner import EvaluateError, check_output, default_output, evaluate_run, evaluate_saved_model
+from acan_tf.evaluation.runner import check_output, default_output, evaluate_run, evaluate_saved_model
 from acan_tf.io import write_json
-from acan_tf.run_dir import CHECKPOINTS, RunDirectoryError
+from acan_tf.run_dir import CHECKPOINTS
 
 
 def define_flags() -> None:
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
                          options.batch_size) if options.run_dir is not None else
                 link_saved_model(options.saved_model, options.validation_identities, options.link_fpr,
                                  options.batch_size or 128))
-    except (EvaluateError, RunDirectoryError, DatasetError, ConfigError, CalibrationError) as error:
+    except UserError as error:
         sys.exit(f"acan_tf.evaluate: error: {error}")
     write_json(output, document)
     data = document["dataset"]

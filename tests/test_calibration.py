@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from acan_tf.deploy import calibration
 from acan_tf.deploy.calibration import export_calibration, format_table, uncalibrated
 from acan_tf.deploy.calibration_plots import plot_calibration
-from acan_tf.evaluation import calibration
 
 KIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export")
 sys.path.insert(0, KIT)

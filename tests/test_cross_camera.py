@@ -157,21 +157,21 @@ def test_rounds_run_at_the_flagged_epochs_and_the_state_round_trips(people):
     assert [epoch for epoch in range(8) if is_round_epoch(settings, epoch)] == [2, 4, 6]
     assert not any(is_round_epoch(dataclasses.replace(settings, cross_camera="none"), e) for e in range(8))
     train = training_set(people, min_ids=4)
-    stage = CrossCameraStage(settings, train, CrossCameraState(None), None, lambda ids: ids)
-    stage.associate(mean_colour, epoch=2, step=40)
-    restored = CrossCameraState.from_json(stage.state.to_json())
-    np.testing.assert_array_equal(restored.pseudo_ids, stage.state.pseudo_ids)
-    assert restored.rounds == stage.state.rounds and len(restored.rounds) == 1
+    stage = CrossCameraStage(settings, train, None, lambda ids: ids)
+    state = stage.associate(stage.start(CrossCameraState(None)), mean_colour, epoch=2, step=40)
+    restored = CrossCameraState.from_json(state.to_json())
+    np.testing.assert_array_equal(restored.pseudo_ids, state.pseudo_ids)
+    assert restored.rounds == state.rounds and len(restored.rounds) == 1
 
 
 def test_supervised_mode_uses_the_true_ids_and_says_so(people):
     train = training_set(people, min_ids=4)
     settings = config(cross_camera="supervised")
-    stage = CrossCameraStage(settings, train, CrossCameraState(None), None, lambda ids: ids)
+    state = CrossCameraStage(settings, train, None, lambda ids: ids).start(CrossCameraState(None))
     true = np.array([r.pid for r in train.records])
-    assert len(np.unique(stage.state.pseudo_ids)) == NUM_PEOPLE
-    for pseudo in np.unique(stage.state.pseudo_ids):
-        assert len(set(true[stage.state.pseudo_ids == pseudo])) == 1
+    assert len(np.unique(state.pseudo_ids)) == NUM_PEOPLE
+    for pseudo in np.unique(state.pseudo_ids):
+        assert len(set(true[state.pseudo_ids == pseudo])) == 1
     assert "SUPERVISED" in describe_stages(settings) and "true cross-camera labels" in describe_stages(settings)
     assert "association" not in describe_stages(Config(cross_camera="none"))
     assert "cross-camera association" in describe_stages(Config()), "the default run associates"

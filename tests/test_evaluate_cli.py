@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from acan_tf.config import Config
-from acan_tf.data import DatasetError, load_dataset
+from acan_tf.data import DatasetError, load_dataset, load_existing_dataset
 from acan_tf.data.pipeline import inference_dataset
 from acan_tf.data.records import frame_paths
 from acan_tf.deploy.exporter import export_run
@@ -23,7 +23,6 @@ from acan_tf.evaluation.runner import (
     check_output,
     evaluate_run,
     evaluate_saved_model,
-    load_test_data,
     read_model_card,
 )
 from acan_tf.model.builder import load_run
@@ -158,7 +157,7 @@ def test_queries_without_a_cross_camera_match_are_an_error_naming_the_dataset(tr
 
 def test_a_missing_synthetic_tree_is_not_generated(tmp_path):
     with pytest.raises(DatasetError, match="no synthetic benchmark at .*empty"):
-        load_test_data("synthetic", str(tmp_path / "empty"))
+        load_existing_dataset("synthetic", str(tmp_path / "empty"))
     assert not (tmp_path / "empty").exists()
 
 

@@ -10,11 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from acan_tf.deploy import quantize
+from acan_tf.data import load_existing_dataset as load_test_data
+from acan_tf.deploy import calibration, quantize
 from acan_tf.deploy.exporter import export_run
-from acan_tf.evaluation import calibration
 from acan_tf.evaluation.reid import record_ids
-from acan_tf.evaluation.runner import load_test_data
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
 pytestmark = pytest.mark.slow  # exports with every format, and the kit's runner in a subprocess

@@ -13,7 +13,7 @@ from acan_tf.data import load_dataset
 from acan_tf.data.datasets.cameras import scan_cameras
 from acan_tf.deploy import quantize
 from acan_tf.deploy.exporter import export_run
-from acan_tf.evaluation.linking import link
+from acan_tf.deploy.linker import link
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
 pytestmark = pytest.mark.slow  # an export, and the command in subprocesses

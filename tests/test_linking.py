@@ -12,8 +12,9 @@ import pytest
 from acan_tf.data import load_dataset
 from acan_tf.data.records import ImageRecord
 from acan_tf.data.validation import carve_validation
+from acan_tf.deploy.calibration import calibrate_links, identified_records
+from acan_tf.deploy.linker import link
 from acan_tf.evaluation import linking
-from acan_tf.evaluation.calibration import calibrate_links, identified_records
 from acan_tf.evaluation.features import extract_features
 from acan_tf.evaluation.reid import record_ids
 from acan_tf.model.builder import load_run
@@ -59,7 +60,7 @@ def direct_quality(pseudo_ids, proxy_cameras, proxy_pids):
 def test_link_quality_matches_direct_counts(threshold):
     records, features = people_records()
     cameras, local_ids = linking.local_identities(records)
-    association = linking.link(features, cameras, local_ids, threshold)
+    association = link(features, cameras, local_ids, threshold)
     pids, _ = record_ids(records)
     proxy_pids = proxy_global_ids(association.proxies, cameras, local_ids, pids)
     quality = linking.link_quality(association, proxy_pids, ("a", "b", "c"))
@@ -81,8 +82,8 @@ def test_local_ids_never_carry_the_person_across_cameras():
     # Renaming a person in one camera changes neither the local ids nor the links (the rule never reads pids).
     renamed = [ImageRecord(r.path, r.pid + 1000 if r.camid == 0 else r.pid, r.camid) for r in records]
     renamed_cameras, renamed_ids = linking.local_identities(renamed)
-    links = linking.link(features, cameras, local_ids, 0.0).pseudo_ids
-    assert (linking.link(features, renamed_cameras, renamed_ids, 0.0).pseudo_ids == links).all()
+    links = link(features, cameras, local_ids, 0.0).pseudo_ids
+    assert (link(features, renamed_cameras, renamed_ids, 0.0).pseudo_ids == links).all()
 
 
 @pytest.mark.slow  # a tiny run evaluated by the command in a subprocess

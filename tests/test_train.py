@@ -101,7 +101,7 @@ def test_unreadable_training_image_is_named_and_checkpoints_survive(tiny_tree, t
         (["--backbone=vgg"], flags.IllegalFlagValueError, "resnet50|mobilenet_v3|tiny"),
         (["--dataset=cuhk03"], flags.IllegalFlagValueError, "market1501|dukemtmcreid|msmt17|mars"),
         (["--no_such_flag=1"], flags.UnrecognizedFlagError, "no_such_flag"),
-        (["--lr_decay_epochs=ten"], flags.IllegalFlagValueError, "expected integers"),
+        (["--lr_decay_epochs=ten"], ConfigError, "expected integers"),
     ],
 )
 def test_bad_flags_are_rejected_with_the_choices(argv, error, message):

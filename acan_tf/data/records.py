@@ -44,7 +44,7 @@ def frame_paths(record: Record) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class ReIDDataset:
-    """A dataset's three splits; `num_cameras` counts the cameras of the whole dataset.
+    """A dataset's three splits; `num_cameras` is the layout's camera count (Market-1501: 6), `cameras` the data's.
 
     `camera_names[camid]` is how tables, plots, logs and reports name a camera: a benchmark's numbered cameras
     by default, the folder names of your own cameras (acan_tf.data.datasets.cameras). Query and gallery are
@@ -74,6 +74,11 @@ class ReIDDataset:
     def has_evaluation(self) -> bool:
         """Whether query and gallery exist: labelled cross-camera identities that retrieval is measured on."""
         return bool(self.query) and bool(self.gallery)
+
+    @property
+    def cameras(self) -> tuple[int, ...]:
+        """The camids the data has (in any split), sorted: what tables and messages list."""
+        return tuple(sorted({record.camid for split in (self.train, self.query, self.gallery) for record in split}))
 
 
 def camera_local_labels(records: Sequence[Record]) -> list[tuple[int, int]]:

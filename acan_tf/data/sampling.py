@@ -13,9 +13,10 @@ import numpy as np
 
 from acan_tf.data.records import Record, camera_local_labels, camera_name
 from acan_tf.data.summary import identities_per_camera
+from acan_tf.errors import UserError
 
 
-class SamplingError(ValueError):
+class SamplingError(UserError, ValueError):
     """The training set cannot fill the requested batches; the message names the flag to change."""
 
 

@@ -12,24 +12,24 @@ import tensorflow as tf
 from absl import logging
 
 from acan_tf.config import Config
-from acan_tf.data import DatasetError
+from acan_tf.data import load_existing_dataset
 from acan_tf.data.records import ReIDDataset
 from acan_tf.deploy import calibration, parity, quantize
-from acan_tf.deploy.calibration_plots import plot_calibration
-from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, model_card
-from acan_tf.deploy.onnx_export import OPSET, write_onnx
-from acan_tf.deploy.saved_model_features import saved_model_features
-from acan_tf.deploy.serving import write_saved_model
-from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
-from acan_tf.evaluation.calibration import (
+from acan_tf.deploy.calibration import (
     DEFAULT_FPR,
     CalibrationError,
     check_distance_threshold,
     check_fpr,
     identified_records,
 )
+from acan_tf.deploy.calibration_plots import plot_calibration
+from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, model_card
+from acan_tf.deploy.onnx_export import OPSET, write_onnx
+from acan_tf.deploy.saved_model_features import saved_model_features
+from acan_tf.deploy.serving import write_saved_model
+from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
+from acan_tf.errors import UserError
 from acan_tf.evaluation.reid import record_ids
-from acan_tf.evaluation.runner import EvaluateError, load_test_data
 from acan_tf.io import write_json
 from acan_tf.model.builder import load_run
 from acan_tf.run_dir import RunDir
@@ -40,7 +40,7 @@ SAVED_MODEL_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export option is unusable; the message names the flag."""
 
 
@@ -105,7 +105,7 @@ def export_run(
     config, acan, info = load_run(run_dir, checkpoint)
     metrics = final_metrics(run_dir)
     # Loaded before anything is written: a run whose data is gone is refused at once when int8 needs it.
-    data = load_test_data(config.dataset, config.data_root) if "onnx_int8" in formats else None
+    data = load_existing_dataset(config.dataset, config.data_root) if "onnx_int8" in formats else None
     data, missing = (data, None) if data is not None else _calibration_data(config)
     height, width = config.image_height, config.image_width
     images, tracklets = parity.sample_inputs(height, width)
@@ -160,8 +160,8 @@ def model_hash(weights_file: str) -> str:
 def _calibration_data(config: Config) -> tuple[ReIDDataset | None, str | None]:
     """The run's test split, or None and why it cannot be read."""
     try:
-        return load_test_data(config.dataset, config.data_root), None
-    except (DatasetError, EvaluateError) as error:
+        return load_existing_dataset(config.dataset, config.data_root), None
+    except UserError as error:
         return None, f"the run's dataset cannot be read ({error})"
 
 

@@ -22,12 +22,12 @@ from acan_tf.data.datasets.layout import DatasetError, subfolder_names
 from acan_tf.data.pipeline import find_unreadable
 from acan_tf.data.records import ImageRecord, Record, TrackletRecord, frame_paths
 from acan_tf.deploy import quantize
+from acan_tf.deploy.calibration import unit_rows
 from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE
 from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.errors import UserError
-from acan_tf.evaluation.calibration import unit_rows
-from acan_tf.evaluation.linking import link
 from acan_tf.run_dir import RunDirectoryError, read_json
+from acan_tf.training.association import Association, associate
 
 RUNTIMES = ("onnx", "onnx_int8", "saved_model")
 BAD_IMAGES = ("refuse", "skip")
@@ -131,6 +131,12 @@ def link_threshold(card: dict, runtime: str, requested: float | None) -> dict:
     return {"similarity_threshold": links["similarity_threshold"], "distance": links["threshold"],
             "source": f"model card: {runtime}, FPR {links['fpr']:.2g} on {calibration['split']['dataset']}'s test "
                       "split", "centre_per_camera": links["centre_per_camera"]}
+
+
+def link(features: np.ndarray, cameras: np.ndarray, local_ids: np.ndarray, similarity_threshold: float,
+         centre_per_camera: bool = True) -> Association:
+    """Training's association rule on the L2-normalised features of items with their camera-local ids."""
+    return associate(unit_rows(features), cameras, local_ids, similarity_threshold, centre_per_camera)
 
 
 def embed_records(embed: Callable[[Sequence[Record]], np.ndarray], records: Sequence[Record],

@@ -4,7 +4,8 @@ The test split is read as deployment would see new footage: every (camera, perso
 one camera-local identity, and training's association rule (acan_tf.training.association.associate, the one
 implementation) links them. Its threshold is chosen on a validation split of training identities, never on the test
 split: the similarity of the association's centred proxies at a false-positive rate (acan_tf.evaluation.calibration),
-the rule `python -m acan_tf.link` applies with the model card's threshold. The true ids are read only to measure.
+the rule `python -m acan_tf.link` applies with the model card's threshold (acan_tf.deploy.linker.link). The true ids
+are read only to measure. It evaluates a run or an export, so it sits in the layer of acan_tf.evaluation.runner.
 """
 
 from __future__ import annotations
@@ -17,29 +18,24 @@ import numpy as np
 import tensorflow as tf
 
 from acan_tf.config import Config
+from acan_tf.data import load_existing_dataset
 from acan_tf.data.records import Record, camera_local_labels
 from acan_tf.data.validation import carve_validation
+from acan_tf.deploy.calibration import calibrate_links, check_fpr, identified_records
+from acan_tf.deploy.linker import link
 from acan_tf.deploy.saved_model_features import saved_model_features
-from acan_tf.evaluation.calibration import calibrate_links, check_fpr, identified_records, unit_rows
 from acan_tf.evaluation.features import extract_features, frame_embedder
 from acan_tf.evaluation.reid import record_ids
-from acan_tf.evaluation.runner import EvaluateError, load_test_data, read_model_card
+from acan_tf.evaluation.runner import EvaluateError, read_model_card
 from acan_tf.model.builder import load_run
 from acan_tf.run_dir import RunDir
-from acan_tf.training.association import Association, associate, association_quality, proxy_global_ids
+from acan_tf.training.association import Association, association_quality, proxy_global_ids
 
 
 def local_identities(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
     """(cameras, camera-local ids) [N] of records: each (camera, person) group is one local id."""
     labels = np.array(camera_local_labels(records), dtype=np.int64).reshape(-1, 2)
     return labels[:, 0], labels[:, 1]
-
-
-def link(features: np.ndarray, cameras: np.ndarray, local_ids: np.ndarray, similarity_threshold: float,
-         centre_per_camera: bool = True) -> Association:
-    """Training's association rule on the L2-normalised features of items with their camera-local ids."""
-    return associate(unit_rows(features), cameras, local_ids, similarity_threshold,
-                     centre_per_camera)
 
 
 def link_quality(association: Association, proxy_pids: np.ndarray, camera_names: Sequence[str]) -> dict:
@@ -120,7 +116,7 @@ def link_document(embed: Callable[[Sequence[Record]], np.ndarray], config: Confi
         raise EvaluateError("--link: pass --validation_identities=N (the run held no identities out): linking's "
                             "threshold is chosen on N training identities, never on the test split")
     check_fpr(fpr, "--link_fpr")
-    dataset = load_test_data(config.dataset, config.data_root)
+    dataset = load_existing_dataset(config.dataset, config.data_root)
     carved = carve_validation(dataset, count, config.seed)
     validation = identified_records(carved)
     threshold = link_threshold(embed(validation), validation, fpr, config.association_centering)

@@ -15,11 +15,12 @@ from typing import Iterator
 import tensorflow as tf
 
 from acan_tf.config import Config
-from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
+from acan_tf.data import load_existing_dataset
 from acan_tf.data.pipeline import find_unreadable
 from acan_tf.data.records import ReIDDataset, frame_paths
 from acan_tf.deploy.model_card import MODEL_CARD
 from acan_tf.deploy.saved_model_features import saved_model_features
+from acan_tf.errors import UserError
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.reid import Reranking, evaluate_reid, evaluate_reid_features
@@ -30,7 +31,7 @@ from acan_tf.run_dir import RunDir, RunDirectoryError, read_json
 KIND = "acan_tf.evaluation"
 
 
-class EvaluateError(ValueError):
+class EvaluateError(UserError, ValueError):
     """An option or input of the evaluation is unusable; the message names the flag or file."""
 
 
@@ -46,7 +47,8 @@ def evaluate_run(
 ) -> dict:
     """The evaluation document of a run's checkpoint; with `analyses`, the figures go into the run directory."""
     config, acan, info = load_run(run_dir, checkpoint)
-    data = load_test_data(dataset or config.dataset, _data_root(dataset, data_root, config, f"the run {run_dir}"))
+    root = _data_root(dataset, data_root, config, f"the run {run_dir}")
+    data = load_existing_dataset(dataset or config.dataset, root)
     # D's classes are the training dataset's cameras: its confusion means nothing on another dataset.
     same_data = dataset in (None, config.dataset) and data_root in (None, config.data_root)
     camera_classes = {int(camid): index for camid, index in info["camera_classes"].items()}
@@ -83,7 +85,7 @@ def evaluate_saved_model(
     name = dataset or card.get("dataset")
     if name is None:
         raise EvaluateError(f"{os.path.join(path, MODEL_CARD)} names no dataset: pass --dataset")
-    data = load_test_data(name, _data_root(dataset, data_root, config, f"the model {path}"))
+    data = load_existing_dataset(name, _data_root(dataset, data_root, config, f"the model {path}"))
     model = tf.saved_model.load(path)
     with _named_failures(data):
         raw_query, raw_gallery = (saved_model_features(model, records, height, width, batch_size)
@@ -97,16 +99,6 @@ def evaluate_saved_model(
                                  max_points=max_points)
     model_info = {"saved_model": os.path.abspath(path), "name": card.get("name"), "version": card.get("version")}
     return evaluation_document(model_info, data, reranking, evaluation, written)
-
-
-def load_test_data(name: str, root: str) -> ReIDDataset:
-    """The dataset `name` at `root`; a synthetic benchmark must exist already (evaluation never generates one)."""
-    if name not in DATASET_NAMES:
-        raise EvaluateError(f"--dataset={name}: expected one of {', '.join(DATASET_NAMES)}")
-    if name == "synthetic" and not os.path.isfile(os.path.join(root, "spec.json")):
-        raise DatasetError(f"no synthetic benchmark at {os.path.abspath(root)} (no spec.json): training generates it; "
-                           "pass the --data_root the model was trained on")
-    return load_dataset(name, root)
 
 
 def read_model_card(path: str) -> dict:

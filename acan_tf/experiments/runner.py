@@ -33,6 +33,7 @@ import numpy as np
 from absl import logging
 
 from acan_tf.config import Config, ConfigError
+from acan_tf.errors import UserError
 from acan_tf.evaluation import plots
 from acan_tf.evaluation.reported import ASSOCIATION, METRICS, Metric, format_value
 from acan_tf.evaluation.runner import evaluate_run
@@ -41,7 +42,7 @@ from acan_tf.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.trainer import run
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """An experiment option is unusable, or a run folder holds another run; the message says which."""
 
 

@@ -104,23 +104,28 @@ def log_round(record: dict[str, Any], logdir: str | None) -> None:
 
 
 class CrossCameraStage:
-    """The pseudo-identities in force during training, renewed by each association round."""
+    """Makes the pseudo-identities in force during training: the supervised ceiling's from the start, or each
+    association round's. The run keeps the state (acan_tf.training.run_state.RunState.cross_camera)."""
 
-    def __init__(self, config: Config, train: TrainingSet, state: CrossCameraState, logdir: str | None,
+    def __init__(self, config: Config, train: TrainingSet, logdir: str | None,
                  share: Callable[[np.ndarray], np.ndarray]):
         # `share` makes every worker of a multi-worker run use the chief's pseudo-identities.
         self.config, self.train, self.logdir, self.share = config, train, logdir, share
-        if config.cross_camera == "supervised" and state.pseudo_ids is None:
-            state = CrossCameraState(supervised_ids(train))
-        self.state = state
 
-    def associate(self, embed_frames: Callable[[tf.Tensor], tf.Tensor], epoch: int, step: int) -> None:
-        """Runs the round due before 0-based `epoch` (at global `step`) and puts its pseudo-identities in force."""
+    def start(self, state: CrossCameraState) -> CrossCameraState:
+        """The state training starts from: a resumed run's, or with --cross_camera=supervised the true identities."""
+        if self.config.cross_camera == "supervised" and state.pseudo_ids is None:
+            return CrossCameraState(supervised_ids(self.train))
+        return state
+
+    def associate(self, state: CrossCameraState, embed_frames: Callable[[tf.Tensor], tf.Tensor], epoch: int,
+                  step: int) -> CrossCameraState:
+        """`state` after the round due before 0-based `epoch` (at global `step`), its pseudo-identities in force."""
         pseudo_ids, record = association_round(self.config, self.train, embed_frames, epoch, step)
         no_ids = np.full(len(self.train.records), -1, dtype=np.int32)
         pseudo_ids = self.share(no_ids if pseudo_ids is None else pseudo_ids)
         log_round(record, self.logdir)
-        self.state = CrossCameraState(pseudo_ids if (pseudo_ids >= 0).any() else None, (*self.state.rounds, record))
+        return CrossCameraState(pseudo_ids if (pseudo_ids >= 0).any() else None, (*state.rounds, record))
 
 
 def describe_stages(config: Config) -> str:

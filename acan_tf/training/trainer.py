@@ -1,8 +1,9 @@
 """The trainer: from a Config to a finished run directory (acan_tf.run_dir) and its report.
 
-It owns the rules of the output folder (refuse, resume or overwrite), writes the run files, drives the loop
-with its callbacks, turns the failures a user can fix into one-line RunErrors, and ends with report.json and
-the analysis figures drawn from the final evaluation.
+`run` applies the rules of the output folder (refuse, resume or overwrite) and holds the run's lock; then four
+steps: `prepare` (data, model, restored state, run files), `build_callbacks` (their order, in one place), `train`
+(the loop; a stop signal saves the state; the failures a user can fix become one-line RunErrors) and `report`
+(report.json and the analysis figures drawn from the final evaluation). The callbacks share one RunState.
 """
 
 from __future__ import annotations
@@ -13,30 +14,31 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Callable
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from acan_tf.config import Config, ConfigError
-from acan_tf.data import DatasetError, load_dataset
+from acan_tf.data import load_dataset
 from acan_tf.data.pipeline import Augmentation, TrainingBatches, find_unreadable, training_dataset
 from acan_tf.data.records import ReIDDataset, camera_name
-from acan_tf.data.sampling import SamplingError, TrainingSet, training_set
+from acan_tf.data.sampling import TrainingSet, training_set
 from acan_tf.data.summary import summarize
 from acan_tf.data.validation import carve_validation
+from acan_tf.errors import UserError
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.features import frame_embedder
 from acan_tf.evaluation.reid import evaluate_reid
-from acan_tf.model.backbones import BackboneError
+from acan_tf.model.acan import ACAN
 from acan_tf.model.builder import build_acan
 from acan_tf.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
 from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard, DeadDiscriminatorCallback
 from acan_tf.training.cross_camera import CrossCameraStage, CrossCameraState, describe_stages, is_round_epoch
 from acan_tf.training.distribution import (
-    DistributionError,
     broadcast_from_chief,
     build_strategy,
     check_replica_split,
@@ -45,18 +47,14 @@ from acan_tf.training.distribution import (
 )
 from acan_tf.training.loop import NonFiniteError, fit, use_jit_compile
 from acan_tf.training.preemption import StopRequested, StopSignals
-from acan_tf.training.run_lock import RunLock, RunLockedError
-from acan_tf.training.state import CheckpointError, TrainingState, read_progress, weights_digest
+from acan_tf.training.run_lock import RunLock
+from acan_tf.training.run_state import RunState
+from acan_tf.training.state import TrainingState, read_progress, weights_digest
 from acan_tf.versions import package_versions
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """The run cannot start or continue; the message says why and what to do."""
-
-
-# Errors caused by the user's input: the commands report them as one line, without a traceback.
-USER_ERRORS = (ConfigError, DatasetError, SamplingError, BackboneError, DistributionError, CheckpointError,
-               RunDirectoryError, RunLockedError, RunError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,12 +159,84 @@ def run(config: Config) -> dict:
 def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lock: RunLock) -> dict:
     """`run` with the strategy built and the run directory's lock held (or taken when the directory is made)."""
     started = time.time()
-    chief = is_chief(strategy)
-    folder = RunDir(config.output_dir)
     resuming = check_output_dir(config)
-    if resuming and folder.is_finished():
+    if resuming and RunDir(config.output_dir).is_finished():
         logging.info("%s holds a finished run: nothing to resume", config.output_dir)
-        return folder.read_report()
+        return RunDir(config.output_dir).read_report()
+    session = prepare(config, strategy, write_dir, lock, resuming)
+    # Also the one that saves the state of the step in flight when a signal stops the run (train).
+    checkpoint = TrainingCheckpoint(session.training_state, write_dir.path,
+                                    config.checkpoint_every_steps or math.ceil(session.steps_per_epoch / 2),
+                                    session.run)
+    train(session, build_callbacks(session, checkpoint), checkpoint)
+    return report(session, time.time() - started)
+
+
+@dataclasses.dataclass
+class Session:
+    """Everything a run trains with, once prepared: its data and batches, the model and its saved state, the
+    cross-camera stage, and the RunState that the loop advances and the callbacks share."""
+
+    config: Config
+    strategy: tf.distribute.Strategy
+    write_dir: RunDir  # where this worker writes: the run directory, or a scratch folder for a non-chief worker
+    data: TrainingData
+    batches: TrainingBatches
+    acan: ACAN
+    training_state: TrainingState
+    stage: CrossCameraStage
+    run: RunState
+    initial_step: int
+    # One trace of F for every evaluation and association round: a new one each time made TensorFlow warn of
+    # frequent retracing in the middle of the progress bar.
+    embed: Callable[[tf.Tensor], tf.Tensor]
+
+    @property
+    def chief(self) -> bool:
+        """Whether this worker writes the run directory and evaluates."""
+        return is_chief(self.strategy)
+
+    @property
+    def folder(self) -> RunDir:
+        """The run directory."""
+        return RunDir(self.config.output_dir)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training steps per epoch."""
+        return self.run.steps_per_epoch
+
+    def evaluate(self, final: bool) -> dict:
+        """One evaluation on the query and gallery; the last one keeps its features for the figures."""
+        config = self.config
+        return evaluate_reid(
+            self.embed, self.data.dataset.query, self.data.dataset.gallery, config.image_height, config.image_width,
+            config.eval_batch_size, config.normalize_features, self.acan.discriminator,
+            self.data.train.camera_classes, keep_features=final and config.analyses,
+        )
+
+    def stream(self, step: int) -> tf.distribute.DistributedDataset:
+        """The training batches from `step` on, with the pseudo-identities in force."""
+        config = self.config
+        current = self.batches.with_pseudo_ids(self.run.cross_camera.pseudo_ids)
+        augmentation = Augmentation(config.flip, config.pad, config.random_erasing)
+        return distribute_batches(
+            self.strategy,
+            lambda: training_dataset(current, config.image_height, config.image_width, augmentation, step),
+        )
+
+    def before_epoch(self, epoch: int, step: int) -> tf.distribute.DistributedDataset | None:
+        """Runs the association round due before `epoch`; a resumed epoch keeps the saved pseudo-identities."""
+        if step % self.steps_per_epoch or not is_round_epoch(self.config, epoch):
+            return None
+        self.run.cross_camera = self.stage.associate(self.run.cross_camera, self.embed, epoch, step)
+        return self.stream(step)
+
+
+def prepare(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lock: RunLock,
+            resuming: bool) -> Session:
+    """Step 1, prepare the run: data, batches, model (restored when resuming), the run directory made, locked and
+    its start files written."""
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     data = load_training_data(config)
@@ -183,112 +253,102 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
     keras.utils.set_random_seed(config.seed)  # the one seeding of a run: F's and D's initial weights
     with strategy.scope():
         acan = build_acan(config, len(train.camera_classes), steps_per_epoch)
-    state = TrainingState(acan)
-    progress = state.restore(config.output_dir) if resuming else None
-    initial_step = progress.step if progress else 0
+    training_state = TrainingState(acan)
+    progress = training_state.restore(config.output_dir) if resuming else None
+    run = RunState.resumed(steps_per_epoch, progress)
     if progress:
-        logging.info("resuming from step %d (epoch %d, batch %d) saved in %s", initial_step,
-                     initial_step // steps_per_epoch + 1, initial_step % steps_per_epoch, config.output_dir)
+        logging.info("resuming from step %d (epoch %d, batch %d) saved in %s", run.step,
+                     run.step // steps_per_epoch + 1, run.step % steps_per_epoch, config.output_dir)
 
     if not lock.held:  # a new folder: made, and locked, only now that the run is known to start
         os.makedirs(write_dir.path, exist_ok=True)
         lock.acquire()
+    chief = is_chief(strategy)
     if chief:
+        folder = RunDir(config.output_dir)
         if config.overwrite:
             folder.clear()
         folder.write_start(config, _run_info(data, steps_per_epoch), data.summary)
 
-    # One trace of F for every evaluation and association round: a new one each time made TensorFlow warn of
-    # frequent retracing in the middle of the progress bar.
-    embed = frame_embedder(acan.encoder, config.image_height, config.image_width)
-
-    def evaluate(final: bool) -> dict:
-        return evaluate_reid(
-            embed, data.dataset.query, data.dataset.gallery, config.image_height, config.image_width,
-            config.eval_batch_size, config.normalize_features, acan.discriminator, train.camera_classes,
-            keep_features=final and config.analyses,
-        )
-
-    stage = CrossCameraStage(config, train, CrossCameraState.from_json(progress.cross_camera if progress else None),
-                             write_dir.association_logdir if chief else None,
+    stage = CrossCameraStage(config, train, write_dir.association_logdir if chief else None,
                              lambda ids: broadcast_from_chief(strategy, ids))
-    augmentation = Augmentation(config.flip, config.pad, config.random_erasing)
+    run.cross_camera = stage.start(run.cross_camera)
+    embed = frame_embedder(acan.encoder, config.image_height, config.image_width)
+    return Session(config, strategy, write_dir, data, batches, acan, training_state, stage, run, run.step, embed)
 
-    def stream(step: int) -> tf.distribute.DistributedDataset:
-        """The training batches from `step` on, with the pseudo-identities in force."""
-        current = batches.with_pseudo_ids(stage.state.pseudo_ids)
-        return distribute_batches(
-            strategy, lambda: training_dataset(current, config.image_height, config.image_width, augmentation, step)
-        )
 
-    def before_epoch(epoch: int, step: int) -> tf.distribute.DistributedDataset | None:
-        """Runs the association round due before `epoch`; a resumed epoch keeps the saved pseudo-identities."""
-        if step % steps_per_epoch or not is_round_epoch(config, epoch):
-            return None
-        stage.associate(embed, epoch, step)
-        return stream(step)
+def build_callbacks(session: Session, checkpoint: TrainingCheckpoint) -> list[keras.callbacks.Callback]:
+    """Step 2, the callbacks in the order they must run: the one place to add one.
 
-    guard = CollapseGuard(warn_only=config.collapse_guard == "warn")
-    evaluation = PeriodicEvaluation(evaluate, config.eval_every, config.epochs, write_dir.checkpoint("best"),
-                                    progress.evaluations if progress else None, progress.best_map if progress else -1.0)
-    checkpoint = TrainingCheckpoint(
-        state, write_dir.path, config.checkpoint_every_steps or math.ceil(steps_per_epoch / 2),
-        lambda: {"evaluations": evaluation.evaluations, "best_map": evaluation.best_map,
-                 "cross_camera": stage.state.to_json()},
-        progress.epoch_logs if progress else None, initial_step,
-        hold=lambda: guard.suspects and not guard.warn_only,
-    )
-    # The guard first: at the step where it fires, nothing is saved.
-    callbacks = [CollapseCallback(guard), LastCheckpoint(write_dir.checkpoint("last")), checkpoint]
-    if chief:
-        logs = TrainingLogs(write_dir.logs_dir, max(1, steps_per_epoch // 10),
-                            {"F": acan.f_optimizer, "D": acan.d_optimizer})
-        # Evaluation first: the others record its val_* logs. The dead-D warning once, from the chief.
-        callbacks = [evaluation, *callbacks, logs, DeadDiscriminatorCallback(len(train.camera_classes))]
+    Evaluation first: the others record its val_* logs. The collapse guard before every save: at the step where it
+    fires, nothing is saved. The chief alone evaluates, writes TensorBoard and warns of a dead D.
+    """
+    config, run, write_dir = session.config, session.run, session.write_dir
+    chief = session.chief
+    evaluation = [PeriodicEvaluation(session.evaluate, config.eval_every, config.epochs, write_dir.checkpoint("best"),
+                                     run)] if chief else []
+    guard = CollapseCallback(CollapseGuard(warn_only=config.collapse_guard == "warn"), run)
+    reporting = [
+        TrainingLogs(write_dir.logs_dir, max(1, session.steps_per_epoch // 10),
+                     {"F": session.acan.f_optimizer, "D": session.acan.d_optimizer}, run),
+        DeadDiscriminatorCallback(len(session.data.train.camera_classes), run),
+    ] if chief else []
+    return [*evaluation, guard, LastCheckpoint(write_dir.checkpoint("last")), checkpoint, *reporting]
+
+
+def train(session: Session, callbacks: list[keras.callbacks.Callback], checkpoint: TrainingCheckpoint) -> None:
+    """Step 3, train to the last epoch; a stop signal saves the state of the step in flight, and the failures a user
+    can fix become RunErrors saying what is kept."""
+    config, run, folder = session.config, session.run, session.folder
     try:
         # The signals' handlers stay in place through the save after a stop: a second signal must not cut it short.
         with StopSignals() as signals:
             try:
-                fit(acan, strategy, stream(initial_step), callbacks, config.epochs, steps_per_epoch, initial_step,
-                    use_jit_compile(config.jit_compile), verbose=1 if chief else 0, before_epoch=before_epoch,
-                    signals=signals)
+                fit(session.acan, session.strategy, session.stream(run.step), callbacks, run, config.epochs,
+                    use_jit_compile(config.jit_compile), verbose=1 if session.chief else 0,
+                    before_epoch=session.before_epoch, signals=signals)
             except StopRequested as stop:
-                if checkpoint.saved_step != stop.step and not checkpoint.hold():
-                    checkpoint.save(stop.step)  # every worker takes part, as in a periodic save
-                stop.saved_step, stop.saved_in = checkpoint.saved_step, folder.state_dir
+                if run.saved_step != run.step and not run.hold_saves:
+                    checkpoint.save()  # every worker takes part, as in a periodic save
+                stop.saved_step, stop.saved_in = run.saved_step, folder.state_dir
                 raise
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-        bad = find_unreadable(batches.paths.tolist())
+        bad = find_unreadable(session.batches.paths.tolist())
         if not bad:
             raise
         listing = "; ".join(f"{path}: {reason}" for path, reason in bad[:5])
         raise RunError(
-            f"{len(bad)} training image(s) cannot be decoded ({listing}). {_saved(checkpoint.saved_step, folder)} "
+            f"{len(bad)} training image(s) cannot be decoded ({listing}). {_saved(run.saved_step, folder)} "
             f"Remove or replace the files (python -m acan_tf.data.check lists all), then rerun with --resume."
         ) from error
     except (NonFiniteError, CollapseError) as error:
-        raise RunError(f"{error}: training stopped. {_saved(checkpoint.saved_step, folder)}") from error
+        raise RunError(f"{error}: training stopped. {_saved(run.saved_step, folder)}") from error
     except OSError as error:
         # HDF5's messages run to several lines; the OS's reason and the file say what the user needs.
         reason = os.strerror(error.errno) if error.errno else str(error)
-        where = error.filename or write_dir.path
-        raise RunError(f"cannot write {where}: {reason}. {_saved(checkpoint.saved_step, folder)} "
+        where = error.filename or session.write_dir.path
+        raise RunError(f"cannot write {where}: {reason}. {_saved(run.saved_step, folder)} "
                        f"Free space or fix permissions, then rerun with --resume.") from error
 
-    report = {
+
+def report(session: Session, seconds: float) -> dict:
+    """Step 4, the report: returned, and on the chief written as report.json, then the analysis figures."""
+    config, run, data = session.config, session.run, session.data
+    result = {
         "config": config.to_json(),
         "stages": describe_stages(config),
         "uses_cross_camera_labels": config.cross_camera == "supervised",
         "versions": package_versions(),
-        "steps_per_epoch": steps_per_epoch,
-        "history": _history(checkpoint.epoch_logs),
-        "resumed_from_step": initial_step,
-        "weights_sha256": weights_digest(acan),
-        "seconds": time.time() - started,
+        "steps_per_epoch": session.steps_per_epoch,
+        "history": _history(run.epoch_logs),
+        "resumed_from_step": session.initial_step,
+        "weights_sha256": weights_digest(session.acan),
+        "seconds": seconds,
     }
-    if not chief:
-        return report
-    report.update({
+    if not session.chief:
+        return result
+    train = data.train
+    result.update({
         "dataset": {
             "evaluated_on": f"validation: {config.validation_identities} held-out training identities"
                             if config.validation_identities else "test split",
@@ -298,16 +358,17 @@ def _run(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir, lo
             "camera_classes": {str(k): v for k, v in train.camera_classes.items()},
             "dropped_cameras": {str(k): v for k, v in train.dropped.items()},
         },
-        "evaluations": [reported.scalars(e) for e in evaluation.evaluations],
-        "final": reported.summary({**evaluation.evaluations[-1], **_last_round(stage.state)}),
-        "association": list(stage.state.rounds),
+        "evaluations": [reported.scalars(e) for e in run.evaluations],
+        "final": reported.summary({**run.evaluations[-1], **_last_round(run.cross_camera)}),
+        "association": list(run.cross_camera.rounds),
     })
-    folder.write_report(report)
-    if config.analyses and evaluation.final_features:  # after report.json, the run's result, is safe
-        final = {**evaluation.evaluations[-1], **evaluation.final_features}
+    folder = session.folder
+    folder.write_report(result)
+    if config.analyses and run.final_features:  # after report.json, the run's result, is safe
+        final = {**run.evaluations[-1], **run.final_features}
         write_analyses(folder.plots_dir, folder.analysis_logdir, final, data.dataset.query, data.dataset.gallery,
-                       report["evaluations"], camera_names(train.camera_classes), config.epochs)
-    return report
+                       result["evaluations"], camera_names(train.camera_classes), config.epochs)
+    return result
 
 
 def _last_round(state: CrossCameraState) -> dict:

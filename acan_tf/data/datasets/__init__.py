@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import os
 import types
 from typing import Any
 
 from acan_tf.data.datasets import cameras, duke_si_tracklet, dukemtmcreid, market1501, mars, msmt17, synthetic
 from acan_tf.data.datasets.layout import DatasetError
 from acan_tf.data.records import ReIDDataset
+from acan_tf.data.synthetic.spec import SPEC_FILE
 
 _LOADERS = types.MappingProxyType(
     {
@@ -23,7 +25,7 @@ _LOADERS = types.MappingProxyType(
 )
 DATASET_NAMES = tuple(_LOADERS)
 
-__all__ = ["DATASET_NAMES", "DatasetError", "load_dataset"]
+__all__ = ["DATASET_NAMES", "DatasetError", "load_dataset", "load_existing_dataset"]
 
 
 def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
@@ -42,3 +44,11 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
         takes = ", ".join(accepted) or "none"
         raise DatasetError(f"dataset {name} takes no option {', '.join(unknown)}; it takes {takes}")
     return _LOADERS[name](root, **options)
+
+
+def load_existing_dataset(name: str, root: str) -> ReIDDataset:
+    """The dataset `name` at `root`, never generated: evaluation and export need the synthetic benchmark trained on."""
+    if name == "synthetic" and not os.path.isfile(os.path.join(root, SPEC_FILE)):
+        raise DatasetError(f"no synthetic benchmark at {os.path.abspath(root)} (no {SPEC_FILE}): training generates "
+                           "it; pass the --data_root the model was trained on")
+    return load_dataset(name, root)

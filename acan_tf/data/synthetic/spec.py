@@ -7,6 +7,8 @@ import json
 import os
 from typing import Optional
 
+from acan_tf.errors import UserError
+
 SPEC_FILE = "spec.json"
 # Bump when the images drawn for a given spec change, so ensure() refuses trees made by older code.
 GENERATOR_VERSION = 2
@@ -66,7 +68,7 @@ def spec_document(spec: SyntheticSpec) -> dict:
     return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, "spec": dataclasses.asdict(spec)}))
 
 
-class SpecMismatchError(ValueError):
+class SpecMismatchError(UserError, ValueError):
     """A folder already holds a synthetic tree made from a different spec."""
 
 
