@@ -20,21 +20,25 @@ from absl import app, flags, logging
 
 from acan_tf.deploy import linker
 from acan_tf.deploy.link_page import identities_page
+from acan_tf.errors import UserError
 from acan_tf.io import write_json, write_text
 
 DOCUMENT, PAGE = "identities.json", "identities.html"
 
-flags.DEFINE_string("export", None, "Export folder OUT/NAME/VERSION (model.json, model.onnx and/or the SavedModel).",
-                    required=True)
-flags.DEFINE_string("footage", None, "Folder of <camera>/<local id>/<images> (or <local id>/<tracklet>/<frames>).",
-                    required=True)
-flags.DEFINE_string("output_dir", None, f"Folder for {DOCUMENT} and {PAGE}.", required=True)
-flags.DEFINE_enum("runtime", "onnx", list(linker.RUNTIMES), "Which exported model embeds: ONNX Runtime (onnx, "
-                  "onnx_int8) or TensorFlow (saved_model).")
-flags.DEFINE_float("link_threshold", None, "Cosine similarity (of per-camera centred proxies, as training's "
-                   "--association_threshold) a link needs; default: the model card's calibrated one.")
-flags.DEFINE_enum("bad_images", "refuse", list(linker.BAD_IMAGES), "An image that cannot be decoded: refuse the "
-                  "footage (naming it), or skip it (named in identities.json).")
+
+def define_flags() -> None:
+    """The command's flags (defined only when run as a program, so the module can be imported next to others)."""
+    flags.DEFINE_string("export", None,
+                        "Export folder OUT/NAME/VERSION (model.json, model.onnx and/or the SavedModel).", required=True)
+    flags.DEFINE_string("footage", None,
+                        "Folder of <camera>/<local id>/<images> (or <local id>/<tracklet>/<frames>).", required=True)
+    flags.DEFINE_string("output_dir", None, f"Folder for {DOCUMENT} and {PAGE}.", required=True)
+    flags.DEFINE_enum("runtime", "onnx", list(linker.RUNTIMES), "Which exported model embeds: ONNX Runtime (onnx, "
+                      "onnx_int8) or TensorFlow (saved_model).")
+    flags.DEFINE_float("link_threshold", None, "Cosine similarity (of per-camera centred proxies, as training's "
+                       "--association_threshold) a link needs; default: the model card's calibrated one.")
+    flags.DEFINE_enum("bad_images", "refuse", list(linker.BAD_IMAGES), "An image that cannot be decoded: refuse the "
+                      "footage (naming it), or skip it (named in identities.json).")
 
 
 def main(argv: list[str]) -> None:
@@ -55,7 +59,7 @@ def main(argv: list[str]) -> None:
               f"{len(footage.scan.camera_names)} cameras with {options.runtime}")
         embeddings = linker.embed_records(embed, footage.records)
         document = linker.link_footage(footage, embeddings, threshold)
-    except linker.LinkError as error:
+    except UserError as error:
         sys.exit(f"acan_tf.link: error: {error}")
     document["model"] = {"export": os.path.abspath(options.export), "runtime": options.runtime,
                          "model_hash": card.get("model_hash")}
@@ -69,4 +73,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
