@@ -7,6 +7,7 @@ from setuptools import find_packages, setup
 TENSORFLOW = "tensorflow[and-cuda]~=2.21.0" if os.environ.get("ACAN_TF_GPU") == "1" else "tensorflow-cpu~=2.21.0"
 
 VIDEO = ["opencv-python-headless>=4.8,<5"]
+FAISS = "faiss-cpu>=1.8,<2"
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "requirements.txt")) as handle:
     REQUIREMENTS = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
@@ -19,6 +20,7 @@ setup(
     packages=find_packages(include=["acan_tf", "acan_tf.*"]),
     python_requires=">=3.10",
     install_requires=[TENSORFLOW, *REQUIREMENTS],
-    # Video input of `python -m acan_tf.data.ingest` (BUILD.md says why OpenCV); the tests read videos too.
-    extras_require={"video": VIDEO, "test": ["pytest>=8", "ruff>=0.6", *VIDEO]},
+    # Video input of `python -m acan_tf.data.ingest` (BUILD.md says why OpenCV); faiss-cpu: the kit's gallery index
+    # searches with it where installed (BUILD.md). The tests read videos and compare faiss with NumPy.
+    extras_require={"video": VIDEO, "index": [FAISS], "test": ["pytest>=8", "ruff>=0.6", *VIDEO, FAISS]},
 )

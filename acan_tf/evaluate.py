@@ -7,8 +7,10 @@ Prints mAP, rank-1/5/10/20, mINP, the inter-camera discrepancy (Table VII) and, 
 own dataset, D's camera accuracy; writes them as JSON (--output). --rerank applies k-reciprocal
 re-ranking before ranking. --camera_normalization also reports the ranking metrics on features normalised by
 unlabelled per-camera statistics of the test images (acan_tf.evaluation.camera_norm). --analyses also writes
-the paper's figures into the run directory (or the folder of --output for a SavedModel) and TensorBoard. The
-library code is acan_tf.evaluation.runner.
+the paper's figures into the run directory (or the folder of --output for a SavedModel) and TensorBoard. --link
+also links the test split's (camera, person) groups across cameras with training's association rule, its threshold
+chosen on validation identities, and measures it (acan_tf.evaluation.linking; a run's report.json gets it too).
+The library code is acan_tf.evaluation.runner.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 from absl import app, flags, logging
 
 from acan_tf.data import DATASET_NAMES
+from acan_tf.deploy.calibration import DEFAULT_FPR
 from acan_tf.errors import UserError
 from acan_tf.evaluation import reported
+from acan_tf.evaluation.linking import format_linking, link_run, link_saved_model
 from acan_tf.evaluation.reid import Reranking
 from acan_tf.evaluation.reported import format_metrics
 from acan_tf.evaluation.runner import check_output, default_output, evaluate_run, evaluate_saved_model
@@ -55,6 +59,13 @@ def define_flags() -> None:
                          "projector (logs/analysis/) into the run directory, or the folder of --output for a "
                          "SavedModel.")
     flags.DEFINE_integer("tsne_points", 2000, "Most points in the t-SNE figure.", lower_bound=3)
+    flags.DEFINE_boolean("link", False, "Also link the test split's (camera, person) groups across cameras with "
+                         "training's association rule and measure it (pairwise precision/recall/F1, people "
+                         "recovered exactly, per camera pair); the threshold is chosen on validation identities.")
+    flags.DEFINE_integer("validation_identities", None, "With --link: training identities held out to choose the "
+                         "linking threshold on; default: the run's own --validation_identities.", lower_bound=1)
+    flags.DEFINE_float("link_fpr", DEFAULT_FPR, "With --link: the false-positive rate of cross-camera proxy pairs "
+                       "(validation split) at which the linking threshold is chosen.")
 
 
 def main(argv: list[str]) -> None:
@@ -80,6 +91,12 @@ def main(argv: list[str]) -> None:
                                             options.batch_size or 128, reranking,
                                             os.path.dirname(os.path.abspath(output)) if options.analyses else None,
                                             options.tsne_points, options.camera_normalization)
+        if options.link:
+            document["linking"] = (
+                link_run(options.run_dir, options.checkpoint, options.validation_identities, options.link_fpr,
+                         options.batch_size) if options.run_dir is not None else
+                link_saved_model(options.saved_model, options.validation_identities, options.link_fpr,
+                                 options.batch_size or 128))
     except UserError as error:
         sys.exit(f"acan_tf.evaluate: error: {error}")
     write_json(output, document)
@@ -93,6 +110,8 @@ def main(argv: list[str]) -> None:
     print(format_metrics(document["metrics"]))
     for name, path in document["analyses"].items():
         print(f"{name}: {path}")
+    if "linking" in document:
+        print(format_linking(document["linking"]))
     print(f"wrote {os.path.abspath(output)}")
 
 

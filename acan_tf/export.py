@@ -12,7 +12,7 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 
 from absl import app, flags, logging
 
-from acan_tf.deploy import quantize
+from acan_tf.deploy import calibration, quantize
 from acan_tf.deploy.exporter import DEFAULT_FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, export_run
 from acan_tf.deploy.onnx_export import OPSET
 from acan_tf.errors import UserError
@@ -41,6 +41,11 @@ def define_flags() -> None:
                       "when run.")
     flags.DEFINE_integer("int8_calibration_images", quantize.CALIBRATION_IMAGES,
                          "Training images (seeded draw) that calibrate static quantization.", lower_bound=1)
+    flags.DEFINE_float("calibration_fpr", calibration.DEFAULT_FPR,
+                       "False-positive rate (different people, different cameras) at which the model card's "
+                       "same-person distance threshold is chosen, on the run's labelled test split.")
+    flags.DEFINE_float("threshold", None, "Same-person distance threshold (in [0, 2]) to write into the model card "
+                       "instead of the calibrated one; the way to give one when the run has no labelled test split.")
 
 
 def main(argv: list[str]) -> None:
@@ -55,6 +60,7 @@ def main(argv: list[str]) -> None:
             options.run_dir, options.output_dir, options.model_name, options.version, options.formats,
             options.checkpoint, options.opset, options.saved_model_tolerance, options.onnx_tolerance,
             options.int8_map_tolerance, options.int8_quantization, options.int8_calibration_images,
+            options.calibration_fpr, options.threshold,
         )
     except UserError as error:
         sys.exit(f"acan_tf.export: error: {error}")
@@ -68,6 +74,16 @@ def main(argv: list[str]) -> None:
             f"{name} {100 * int8['keras'][name]:.2f} % -> {100 * int8['onnx_int8'][name]:.2f} % "
             f"({100 * int8['change'][name]:+.2f} points)" for name in quantize.COMPARED)
             + f" (mAP tolerance {100 * int8['map_tolerance']:g} points)")
+    calibrated = result.card["calibration"]
+    if "formats" in calibrated:
+        print(f"calibration on {calibrated['split']['dataset']} {calibrated['split']['split']} "
+              f"({calibrated['split']['items']} items; threshold at FPR {calibrated['fpr_target']:g}):")
+        print(calibration.format_table(calibrated["formats"]))
+    if calibrated["status"] == "uncalibrated":
+        print(f"calibration: none ({calibrated['reason']}); the same-person threshold is left to the user "
+              "(pass --threshold to the kit, or export again with --threshold)")
+    elif calibrated["status"] == "user":
+        print(f"same-person threshold: {calibrated['threshold']:g}, given by --threshold")
     print(f"exported {', '.join(result.card['formats'])} to {result.path}")
 
 

@@ -22,10 +22,22 @@ import urllib.request
 import numpy as np
 
 from camera_norm import STATISTICS_FILE, add_arguments, camera_embedders, check_arguments
-from matching import answer_records
+from matching import answer_records, card_threshold
 from preprocess import collect_items, gallery_items, load_image
 
 IMAGE_SIGNATURE, TRACKLET_SIGNATURE = "serving_default", "embed_tracklets"
+SERVED_FORMAT = "saved_model"  # TF Serving serves the SavedModel: its calibration in the model card
+
+
+def read_card(path: str | None) -> dict | None:
+    """The model card at `path` (None: no card)."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--model_card={path}: cannot read it as JSON ({error})") from error
 
 
 def model_url(server: str, model_name: str, version: int | None = None) -> str:
@@ -107,6 +119,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gallery",
                         help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
     parser.add_argument("--top_k", type=int, default=5, help="Matches printed per query.")
+    parser.add_argument("--model_card", help="The export's model.json: its calibrated same-person threshold.")
+    parser.add_argument("--threshold", default="auto",
+                        help="Same-person distance: matches farther are not printed (no_match when none is left). "
+                             "auto: --model_card's calibrated threshold if given and calibrated; card: it, or an "
+                             "error; none; or a distance in [0, 2].")
     parser.add_argument("--tracklets", action="store_true",
                         help="Every input folder, and every gallery sub-folder, is one tracklet.")
     parser.add_argument("--batch_size", type=int, default=16, help="Images per request.")
@@ -125,6 +142,7 @@ def main(argv: list[str]) -> int:
     """Prints one JSON line per input: its embedding, or its nearest gallery items."""
     args = parse_args(argv)
     try:
+        threshold = card_threshold(read_card(args.model_card), SERVED_FORMAT, args.threshold)
         embedder = ServingEmbedder(model_url(args.server, args.model_name, args.version), args.height, args.width,
                                    args.timeout)
         queries = collect_items(args.inputs, args.tracklets)
@@ -134,7 +152,7 @@ def main(argv: list[str]) -> int:
             lambda items: embedder.embed(items, args.tracklets, args.batch_size), None,
             lambda pixels: embedder.predict(pixels, IMAGE_SIGNATURE), embedder.height, embedder.width,
             f"the served model {embedder.url}")
-        records = answer_records(queries, gallery, embed_queries, args.top_k, embed_gallery)
+        records = answer_records(queries, gallery, embed_queries, args.top_k, threshold, embed_gallery)
     except (ValueError, RuntimeError) as error:
         print(f"client: error: {error}", file=sys.stderr)
         return 2

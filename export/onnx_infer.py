@@ -5,6 +5,8 @@
     python onnx_infer.py --model OUT/NAME/VERSION --gallery gallery/ query.jpg --top_k 5   # nearest gallery images
     python onnx_infer.py --model OUT/NAME/VERSION --tracklets track1/ --gallery tracks/    # folders are tracklets
     python onnx_infer.py --model OUT/NAME/VERSION --camera c1 --gallery gallery/ --gallery_camera c2 query.jpg
+    python onnx_infer.py --model OUT/NAME/VERSION --index gallery.idx --gallery gallery/   # add the gallery to an index
+    python onnx_infer.py --model OUT/NAME/VERSION --index gallery.idx query.jpg            # search the saved index
 
 Images are resized to the model's input size as in training (preprocess.py). A tracklet's embedding is the
 L2-normalised mean of its frames' features, as the SavedModel's embed_tracklets computes it. With --camera (and
@@ -15,6 +17,7 @@ camera_stats.json by default).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -23,10 +26,11 @@ import numpy as np
 import onnxruntime
 
 from camera_norm import STATISTICS_FILE, add_arguments, camera_embedders, check_arguments
-from matching import answer_records, tracklet_embedding
+from gallery_index import GalleryIndex
+from matching import answer_records, card_threshold, tracklet_embedding
 from preprocess import collect_items, gallery_items, load_image
 
-ONNX_FILE = "model.onnx"
+ONNX_FILE, ONNX_INT8_FILE, MODEL_CARD = "model.onnx", "model_int8.onnx", "model.json"
 
 
 class OnnxEmbedder:
@@ -37,6 +41,16 @@ class OnnxEmbedder:
             path = os.path.join(path, ONNX_FILE)
         if not os.path.isfile(path):
             raise ValueError(f"--model={path}: no such file; expected model.onnx or the export folder holding it")
+        # The model card beside the model (None for a model file copied alone); its calibration is per format.
+        self.format = "onnx_int8" if os.path.basename(path) == ONNX_INT8_FILE else "onnx"
+        card_path = os.path.join(os.path.dirname(path), MODEL_CARD)
+        self.card = None
+        if os.path.isfile(card_path):
+            try:
+                with open(card_path, encoding="utf-8") as handle:
+                    self.card = json.load(handle)
+            except ValueError as error:
+                raise ValueError(f"{card_path}: not a model card (JSON: {error})") from error
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per core; 1 was faster at batch 1 on a CPU busy with other work
         self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -66,11 +80,18 @@ class OnnxEmbedder:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", help="Image files or folders (queries when --gallery is given).")
+    parser.add_argument("inputs", nargs="*", help="Image files or folders (queries when --gallery is given).")
     parser.add_argument("--model", required=True, help="model.onnx, or the export folder OUT/NAME/VERSION holding it.")
     parser.add_argument("--gallery",
                         help="Gallery folder: print each input's nearest gallery items instead of embeddings.")
+    parser.add_argument("--index",
+                        help="Gallery index file (gallery_index.py): --gallery's items are added to it (it is created "
+                             "if absent), and the inputs are searched in it.")
     parser.add_argument("--top_k", type=int, default=5, help="Matches printed per query.")
+    parser.add_argument("--threshold", default="auto",
+                        help="Same-person distance: matches farther are not printed (no_match when none is left). "
+                             "auto: model.json's calibrated threshold if it has one; card: it, or an error; none; "
+                             "or a distance in [0, 2].")
     parser.add_argument("--tracklets", action="store_true",
                         help="Every input folder, and every gallery sub-folder, is one tracklet.")
     parser.add_argument("--batch_size", type=int, default=32, help="Images per ONNX Runtime call.")
@@ -80,7 +101,40 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.top_k < 1 or args.batch_size < 1 or args.threads < 0:
         parser.error("--top_k and --batch_size must be positive integers, --threads >= 0")
     check_arguments(parser, args)
+    if not args.inputs and not (args.index and args.gallery):
+        parser.error("no inputs: pass image files or folders (or --index with --gallery to only fill the index)")
     return args
+
+
+def item_metadata(name: str, paths: list[str]) -> dict:
+    """What the index keeps of an item: its source, its camera (the folder holding it) and its file's time."""
+    modified = datetime.datetime.fromtimestamp(os.path.getmtime(paths[0]), datetime.timezone.utc)
+    return {"source": name, "camera": os.path.basename(os.path.dirname(os.path.abspath(name))),
+            "time": modified.isoformat(timespec="seconds")}
+
+
+def index_records(path: str, card: dict | None, embed_queries, embed_gallery, queries, gallery, top_k: int,
+                  threshold: float | None) -> list[dict]:
+    """With --index: `gallery` added to the index at `path` (created if absent, saved); `queries` searched in it."""
+    if card is None or "model_hash" not in card:
+        raise ValueError(f"--index={path}: needs the export's model.json beside the model, with its model_hash "
+                         "(export the run again if it predates the gallery index)")
+    size, model_hash = card["embedding_size"], card["model_hash"]
+    index = GalleryIndex.load(path, size, model_hash) if os.path.exists(path) else GalleryIndex(size, model_hash)
+    if gallery:
+        index.add(embed_gallery(gallery), [item_metadata(name, paths) for name, paths in gallery])
+        index.save(path)
+    if not queries:
+        return []
+    records = []
+    for (name, _), matches in zip(queries, index.search(embed_queries(queries), top_k, threshold)):
+        record = {"query": name, "matches": [
+            {"item": m.metadata.get("source"), "distance": m.distance, "id": m.id,
+             **{key: value for key, value in m.metadata.items() if key != "source"}} for m in matches]}
+        if threshold is not None:
+            record.update(threshold=threshold, no_match=not matches)
+        records.append(record)
+    return records
 
 
 def main(argv: list[str]) -> int:
@@ -88,13 +142,17 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         embedder = OnnxEmbedder(args.model, args.threads)
+        threshold = card_threshold(embedder.card, embedder.format, args.threshold)
         queries = collect_items(args.inputs, args.tracklets)
         gallery = gallery_items(args.gallery, args.tracklets) if args.gallery else None
         embed_queries, embed_gallery = camera_embedders(
             args.camera, args.gallery_camera, args.camera_stats or os.path.join(embedder.folder, STATISTICS_FILE),
             lambda items: embedder.embed(items, args.batch_size), embedder.folder, embedder.embeddings,
             embedder.height, embedder.width, args.model)
-        records = answer_records(queries, gallery, embed_queries, args.top_k, embed_gallery)
+        records = (index_records(args.index, embedder.card, embed_queries, embed_gallery, queries, gallery,
+                                 args.top_k, threshold)
+                   if args.index else answer_records(queries, gallery, embed_queries, args.top_k, threshold,
+                                                     embed_gallery))
     except ValueError as error:
         print(f"onnx_infer: error: {error}", file=sys.stderr)
         return 2

@@ -28,7 +28,8 @@ LAYERS = (
     ("acan_tf.evaluation",),
     ("acan_tf.training",),
     ("acan_tf.deploy",),
-    ("acan_tf.evaluation.runner",),  # evaluates a run (the model) or an export (deploy's SavedModel)
+    # Evaluate a run (the model) or an export (deploy's SavedModel); linking also applies deploy's linking rule.
+    ("acan_tf.evaluation.runner", "acan_tf.evaluation.linking"),
     ("acan_tf.experiments",),
 )
 

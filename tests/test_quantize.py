@@ -73,7 +73,8 @@ def direct_rank1(query_features, gallery_features, query, gallery):
 
 def test_int8_export_writes_the_model_and_a_card_with_the_test_map_change(exported, trained):
     path, stdout = exported
-    assert sorted(os.listdir(path)) == ["camera_stats.json", "model.json", "model.onnx", "model_int8.onnx"]
+    assert sorted(os.listdir(path)) == ["calibration_onnx.png", "calibration_onnx_int8.png", "camera_stats.json",
+                                        "model.json", "model.onnx", "model_int8.onnx"]
     card = json.load(open(os.path.join(path, "model.json")))
     assert card["formats"]["onnx_int8"]["path"] == "model_int8.onnx"
     quantization = card["formats"]["onnx_int8"]["quantization"]

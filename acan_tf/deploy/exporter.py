@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Sequence
 
+import numpy as np
+import tensorflow as tf
 from absl import logging
 
+from acan_tf.config import Config
 from acan_tf.data import DatasetError, load_existing_dataset
-from acan_tf.deploy import parity, quantize
+from acan_tf.data.records import ReIDDataset
+from acan_tf.deploy import calibration, parity, quantize
+from acan_tf.deploy.calibration import (
+    DEFAULT_FPR,
+    CalibrationError,
+    check_distance_threshold,
+    check_fpr,
+    identified_records,
+)
+from acan_tf.deploy.calibration_plots import plot_calibration
 from acan_tf.deploy.camera_stats import model_fingerprint, probe_images, run_statistics
 from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, model_card
 from acan_tf.deploy.onnx_export import OPSET, write_onnx
+from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
 from acan_tf.errors import UserError
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics
+from acan_tf.evaluation.reid import record_ids
 from acan_tf.io import write_json
 from acan_tf.model.builder import load_run
 from acan_tf.run_dir import RunDir
@@ -72,15 +87,21 @@ def export_run(
     int8_map_tolerance: float = quantize.MAP_TOLERANCE,
     int8_quantization: str = "static",
     int8_calibration_images: int = quantize.CALIBRATION_IMAGES,
+    calibration_fpr: float = DEFAULT_FPR,
+    threshold: float | None = None,
 ) -> ExportResult:
     """Writes OUT/NAME/VERSION (SavedModel files, model.onnx, model_int8.onnx, camera_stats.json, model.json) only if
     every format passes.
 
     The float formats must match Keras on sample inputs; the int8 model must keep the Keras model's test mAP
-    within `int8_map_tolerance`. camera_stats.json holds each training camera's statistics (camera-aware
-    normalisation) from the run's training images, unlabelled; it is left out, with a warning, if they are gone.
+    within `int8_map_tolerance`. Each format is calibrated on its own embeddings of the labelled test split
+    (the threshold at `calibration_fpr`); without one, the card records `threshold` (the user's) or none.
+    camera_stats.json holds each training camera's statistics (camera-aware normalisation) from the run's training
+    images, unlabelled; it is left out, with a warning, if they are gone.
     """
     formats = check_formats(formats)
+    check_fpr(calibration_fpr)
+    check_distance_threshold(threshold)
     check_model_name(model_name)
     if "onnx_int8" in formats:
         quantize.check_options(int8_quantization, int8_calibration_images)
@@ -88,8 +109,9 @@ def export_run(
     version = resolve_version(model_dir, version)  # before the slow model loading: refuse early
     config, acan, info = load_run(run_dir, checkpoint)
     metrics = final_metrics(run_dir)
-    # Loaded before anything is written: a run whose data is gone is refused at once.
+    # Loaded before anything is written: a run whose data is gone is refused at once when int8 needs it.
     data = load_existing_dataset(config.dataset, config.data_root) if "onnx_int8" in formats else None
+    data, missing = (data, None) if data is not None else _calibration_data(config)
     height, width = config.image_height, config.image_width
     images, tracklets = parity.sample_inputs(height, width)
     reference = {"images": parity.keras_embeddings(acan, images), "tracklets": parity.keras_embeddings(acan, tracklets)}
@@ -129,6 +151,8 @@ def export_run(
             statistics.save(os.path.join(staging, STATISTICS_FILE))
         card = model_card(config, info, metrics, int(reference["images"].shape[1]), export, figures,
                           model_fingerprint(acan.encoder), statistics)
+        card["model_hash"] = model_hash(RunDir(run_dir).checkpoint(checkpoint))
+        card["calibration"] = _calibrate_formats(formats, staging, config, data, missing, calibration_fpr, threshold)
         write_json(os.path.join(staging, MODEL_CARD), card)
     return ExportResult(os.path.join(model_dir, str(version)), version, card)
 
@@ -143,3 +167,49 @@ def _camera_statistics(acan, config, data, run_dir: str) -> CameraStatistics | N
         return None
     probe = parity.keras_embeddings(acan, probe_images(config.image_height, config.image_width))
     return run_statistics(acan.encoder, config, data, model_fingerprint(acan.encoder), probe)
+
+
+def model_hash(weights_file: str) -> str:
+    """The encoder's identity in a model card and in the kit's index files: SHA-256 of the exported weights file."""
+    digest = hashlib.sha256()
+    with open(weights_file, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _calibration_data(config: Config) -> tuple[ReIDDataset | None, str | None]:
+    """The run's test split, or None and why it cannot be read."""
+    try:
+        return load_existing_dataset(config.dataset, config.data_root), None
+    except UserError as error:
+        return None, f"the run's dataset cannot be read ({error})"
+
+
+def _calibrate_formats(formats: Sequence[str], staging: str, config: Config, data: ReIDDataset | None,
+                       missing: str | None, fpr: float, threshold: float | None) -> dict:
+    """The card's calibration: every format's own test embeddings calibrated, their figures written beside."""
+    if data is None:
+        return calibration.uncalibrated(missing, threshold)
+    records = identified_records(data)
+    pids, cameras = record_ids(records)
+    height, width, batch = config.image_height, config.image_width, config.eval_batch_size
+    embeddings = {}
+    for name in formats:
+        if name == "saved_model":
+            embeddings[name] = saved_model_features(tf.saved_model.load(staging), records, height, width, batch)
+        else:
+            path = os.path.join(staging, ONNX_FILE if name == "onnx" else ONNX_INT8_FILE)
+            embeddings[name] = quantize.onnx_features(path, records, height, width, batch)
+    split = {"dataset": data.name, "root": data.root, "split": "test (query + gallery)", "items": len(records),
+             "cameras": int(len(np.unique(cameras))), "identities": int(len(np.unique(pids)))}
+    try:
+        document = calibration.export_calibration(embeddings, cameras, pids, fpr, config.association_centering,
+                                                  split)
+    except CalibrationError as error:
+        return calibration.uncalibrated(f"the test split of {data.root} cannot calibrate: {error}", threshold)
+    for name, kinds in document["formats"].items():
+        plot_calibration(kinds["items"], name, os.path.join(staging, calibration.figure_file(name)))
+    if threshold is not None:  # the user's threshold wins; the measured figures stay beside it
+        document.update(status="user", threshold=threshold)
+    return document
