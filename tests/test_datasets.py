@@ -201,13 +201,35 @@ def test_synthetic_reads_an_existing_tree_as_it_was_made_whatever_the_camera_shi
     assert synthetic.read_spec_document(root)["spec"]["camera_shift"] == 1.0
 
 
+def test_synthetic_generates_the_preset_asked_for_and_refuses_a_tree_of_another(tmp_path, monkeypatch):
+    requested = []
+
+    def tiny_ensure(root, spec):  # records the spec asked for and writes a tiny tree of its preset, for speed
+        requested.append(spec)
+        return synthetic.generate(root, dataclasses.replace(TINY_SPEC, preset=spec.preset))
+
+    monkeypatch.setattr(synthetic, "ensure", tiny_ensure)
+    realistic = load_dataset("synthetic", str(tmp_path / "realistic"), preset="realistic", camera_shift=1.0)
+    assert requested == [synthetic.preset_spec("realistic")] and realistic.num_cameras == TINY_SPEC.num_cameras
+    assert load_dataset("synthetic", str(tmp_path / "realistic"), preset="realistic") == realistic
+    assert load_dataset("synthetic", str(tmp_path / "realistic")) == realistic  # read as made
+    default = synthetic.generate(str(tmp_path / "default"), TINY_SPEC)
+    message = load_error("synthetic", default, preset="realistic")
+    assert f"{default} holds the synthetic benchmark of preset 'default', not 'realistic': give each preset its own " \
+           "folder (--data_root), e.g. data/synthetic_realistic" in message
+    assert "of preset 'realistic', not 'default'" in load_error("synthetic", tmp_path / "realistic", preset="default")
+
+
 def test_synthetic_options_are_checked(tmp_path):
     root = tmp_path / "synthetic"
     assert "synthetic: SyntheticSpec.camera_shift must be in [0, 1], got 1.5" in load_error(
         "synthetic", root, camera_shift=1.5
     )
-    assert "synthetic: pass camera_shift (0.5) or spec, not both" in load_error(
+    assert "synthetic: pass camera_shift (0.5) and preset (None), or spec, not both" in load_error(
         "synthetic", root, camera_shift=0.5, spec=TINY_SPEC
+    )
+    assert "synthetic: unknown synthetic preset 'sunny'; choose one of default, realistic" in load_error(
+        "synthetic", root, preset="sunny"
     )
     assert not root.exists()
     message = load_error("market1501", tmp_path, camera_shift=0.5)
