@@ -308,7 +308,7 @@ def test_realistic_cameras_see_people_from_the_front_or_back_and_from_the_side()
     np.testing.assert_allclose([style.view for style in styles], [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
 
 
-def test_realistic_look_alikes_wear_the_clothes_of_an_earlier_person_of_their_split():
+def test_realistic_look_alikes_wear_the_clothes_and_some_the_bag_of_an_earlier_person_of_their_split():
     spec = synthetic.preset_spec("realistic", num_train_ids=30, num_test_ids=30)
     people = [synthetic.make_person(spec, index) for index in range(60)]
 
@@ -318,6 +318,9 @@ def test_realistic_look_alikes_wear_the_clothes_of_an_earlier_person_of_their_sp
     alike = [(first, second) for second in range(60) for first in range(second)
              if clothes(people[first]) == clothes(people[second])]
     assert alike and all((first < 30) == (second < 30) for first, second in alike)
+    # Some of them also carry the same bag and wear the same shoes; none is the other person entirely.
+    assert any(people[a].bag_colour.tobytes() == people[b].bag_colour.tobytes() for a, b in alike)
+    assert all(people[a].skin.tobytes() != people[b].skin.tobytes() for a, b in alike)
     default = [synthetic.make_person(SyntheticSpec(), index) for index in range(60)]
     assert len({clothes(person) for person in default}) == 60
 

@@ -30,7 +30,8 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
 
     Options: msmt17 takes `use_val_for_training` (default True: list_train + list_val, as the paper;
     False: list_train alone, as torchreid); synthetic takes `camera_shift` (0-1, used if it must generate the
-    benchmark) or `spec` (a SyntheticSpec the tree must have been made from).
+    benchmark) and `preset` (the tree must be of that preset; generated with it), or `spec` (a SyntheticSpec the
+    tree must have been made from).
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")

@@ -134,6 +134,8 @@ def with_look(person: Identity, rng: np.random.Generator, look: Look, model: Ide
     if model is not None:
         details.update(upper=model.upper, lower=model.lower, lower_kind=model.lower_kind,
                        long_sleeves=model.long_sleeves, inner=model.inner, back_print=model.back_print)
+        if rng.uniform() < look.look_alike_bags:
+            details.update(bag=model.bag, bag_colour=model.bag_colour, bag_side=model.bag_side, shoes=model.shoes)
     weights = garment_weights(1, look)
     if rng.uniform() < look.front_details:
         details["inner"] = jitter_colour(rng, GARMENT_PALETTE[pick(rng, weights)][0], look.colour_jitter)
