@@ -14,6 +14,7 @@ from acan_tf.data import synthetic
 from acan_tf.data.datasets import DATASET_NAMES, DatasetError, load_dataset
 from acan_tf.data.records import ImageRecord, TrackletRecord
 from acan_tf.data.summary import dropped_cameras, identities_per_camera, summarize
+from acan_tf.data.synthetic.presets import LOOKS
 from tests.fixture_trees import (
     write_duke_si_tree,
     write_duke_tree,
@@ -218,6 +219,9 @@ def test_synthetic_generates_the_preset_asked_for_and_refuses_a_tree_of_another(
     assert f"{default} holds the synthetic benchmark of preset 'default', not 'realistic': give each preset its own " \
            "folder (--data_root), e.g. data/synthetic_realistic" in message
     assert "of preset 'realistic', not 'default'" in load_error("synthetic", tmp_path / "realistic", preset="default")
+    monkeypatch.setitem(LOOKS, "realistic", dataclasses.replace(LOOKS["realistic"], occlusion=0.5))
+    assert "holds the realistic preset drawn with another look" in load_error("synthetic", tmp_path / "realistic",
+                                                                             preset="realistic")
 
 
 def test_synthetic_options_are_checked(tmp_path):

@@ -1,6 +1,7 @@
 """`python -m acan_tf.experiments EXPERIMENT`: the paper's ablations as repeated training runs and one table.
 
-The experiments, their outputs and how finished runs are reused: acan_tf.experiments.runner.
+The experiments, their outputs and how finished runs are reused: acan_tf.experiments.runner; `calibration` (one
+seed, the realistic preset's figures against real data's): acan_tf.experiments.calibration.
 """
 
 from __future__ import annotations

@@ -56,6 +56,11 @@ def load(root: str, camera_shift: float | None = None, spec: SyntheticSpec | Non
     if preset is not None and found != preset:
         raise DatasetError(f"{root} holds the synthetic benchmark of preset {found!r}, not {preset!r}: give each "
                            "preset its own folder (--data_root), e.g. data/synthetic_realistic")
+    # A preset's look is part of what it is (a tree drawn with an earlier look is another benchmark).
+    expected_look = synthetic.spec_document(spec).get("look")
+    if preset is not None and document.get("look") != expected_look:
+        raise DatasetError(f"{root} holds the {preset} preset drawn with another look ({document.get('look')}), not "
+                           f"today's ({expected_look}); delete the folder to generate it again, or choose another")
     num_cameras = settings.get("num_cameras") if isinstance(settings, dict) else None
     if not isinstance(num_cameras, int) or num_cameras < 1:
         raise DatasetError(f"{os.path.join(root, 'spec.json')}: expected spec.num_cameras, a positive integer")

@@ -25,6 +25,7 @@ from acan_tf.data.synthetic.spec import (
     SyntheticSpec,
     preset_spec,
     read_spec_document,
+    spec_document,
     spec_preset,
 )
 from acan_tf.data.synthetic.tree import (
@@ -58,5 +59,6 @@ __all__ = [
     "preset_spec",
     "read_spec_document",
     "render",
+    "spec_document",
     "spec_preset",
 ]
