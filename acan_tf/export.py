@@ -12,36 +12,35 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 
 from absl import app, flags, logging
 
-from acan_tf.config import ConfigError
-from acan_tf.data import DatasetError
 from acan_tf.deploy import quantize
-from acan_tf.deploy.exporter import DEFAULT_FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, ExportError, export_run
+from acan_tf.deploy.exporter import DEFAULT_FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, export_run
 from acan_tf.deploy.onnx_export import OPSET
-from acan_tf.deploy.parity import ParityError
-from acan_tf.deploy.versioning import VersionError
-from acan_tf.evaluation.runner import EvaluateError
-from acan_tf.run_dir import CHECKPOINTS, RunDirectoryError
+from acan_tf.errors import UserError
+from acan_tf.run_dir import CHECKPOINTS
 
-USER_ERRORS = (ConfigError, RunDirectoryError, ExportError, VersionError, ParityError, quantize.QuantizationError,
-               DatasetError, EvaluateError)
 
-flags.DEFINE_string("run_dir", None, "Training run directory (config.json, run.json, checkpoints/).", required=True)
-flags.DEFINE_string("output_dir", None, "Model base folder: the export goes to OUTPUT_DIR/MODEL_NAME/VERSION.",
-                    required=True)
-flags.DEFINE_string("model_name", None, "Model name (TF Serving's model folder).", required=True)
-flags.DEFINE_integer("version", None, "Version folder; default: one more than the highest present. Never overwritten.")
-flags.DEFINE_list("formats", list(DEFAULT_FORMATS), "Formats to export: saved_model, onnx, onnx_int8 (needs onnx).")
-flags.DEFINE_enum("checkpoint", "best", list(CHECKPOINTS), "Checkpoint of the run to export.")
-flags.DEFINE_integer("opset", OPSET, "ONNX opset.")
-flags.DEFINE_float("saved_model_tolerance", SAVED_MODEL_TOLERANCE,
-                   "Largest allowed |SavedModel − Keras| on sample inputs.")
-flags.DEFINE_float("onnx_tolerance", ONNX_TOLERANCE, "Largest allowed |ONNX Runtime − Keras| on sample inputs.")
-flags.DEFINE_float("int8_map_tolerance", quantize.MAP_TOLERANCE,
-                   "Largest allowed drop of test mAP from the Keras model to the int8 ONNX model (0.01: one point).")
-flags.DEFINE_enum("int8_quantization", "static", list(quantize.QUANTIZATIONS),
-                  "static: QDQ, calibrated on training images (fast on CPU); dynamic: activations quantized when run.")
-flags.DEFINE_integer("int8_calibration_images", quantize.CALIBRATION_IMAGES,
-                     "Training images (seeded draw) that calibrate static quantization.", lower_bound=1)
+def define_flags() -> None:
+    """The command's flags (defined only when run as a program, so the module can be imported next to others)."""
+    flags.DEFINE_string("run_dir", None, "Training run directory (config.json, run.json, checkpoints/).", required=True)
+    flags.DEFINE_string("output_dir", None, "Model base folder: the export goes to OUTPUT_DIR/MODEL_NAME/VERSION.",
+                        required=True)
+    flags.DEFINE_string("model_name", None, "Model name (TF Serving's model folder).", required=True)
+    flags.DEFINE_integer("version", None,
+                         "Version folder; default: one more than the highest present. Never overwritten.")
+    flags.DEFINE_list("formats", list(DEFAULT_FORMATS), "Formats to export: saved_model, onnx, onnx_int8 (needs onnx).")
+    flags.DEFINE_enum("checkpoint", "best", list(CHECKPOINTS), "Checkpoint of the run to export.")
+    flags.DEFINE_integer("opset", OPSET, "ONNX opset.")
+    flags.DEFINE_float("saved_model_tolerance", SAVED_MODEL_TOLERANCE,
+                       "Largest allowed |SavedModel − Keras| on sample inputs.")
+    flags.DEFINE_float("onnx_tolerance", ONNX_TOLERANCE, "Largest allowed |ONNX Runtime − Keras| on sample inputs.")
+    flags.DEFINE_float("int8_map_tolerance", quantize.MAP_TOLERANCE,
+                       "Largest allowed drop of test mAP from the Keras model to the int8 ONNX model "
+                       "(0.01: one point).")
+    flags.DEFINE_enum("int8_quantization", "static", list(quantize.QUANTIZATIONS),
+                      "static: QDQ, calibrated on training images (fast on CPU); dynamic: activations quantized "
+                      "when run.")
+    flags.DEFINE_integer("int8_calibration_images", quantize.CALIBRATION_IMAGES,
+                         "Training images (seeded draw) that calibrate static quantization.", lower_bound=1)
 
 
 def main(argv: list[str]) -> None:
@@ -57,7 +56,7 @@ def main(argv: list[str]) -> None:
             options.checkpoint, options.opset, options.saved_model_tolerance, options.onnx_tolerance,
             options.int8_map_tolerance, options.int8_quantization, options.int8_calibration_images,
         )
-    except USER_ERRORS as error:
+    except UserError as error:
         sys.exit(f"acan_tf.export: error: {error}")
     for name, values in result.card["parity"]["max_abs_difference"].items():
         figures = ", ".join(f"{kind} {value:.2e}" for kind, value in values.items())
@@ -73,4 +72,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

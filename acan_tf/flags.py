@@ -6,7 +6,7 @@ import dataclasses
 
 from absl import flags
 
-from acan_tf.config import Config
+from acan_tf.config import Config, ConfigError
 
 _DEFINE = {
     "str": flags.DEFINE_string,
@@ -43,7 +43,7 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> Config:
             try:
                 value = tuple(int(v) for v in value)
             except ValueError as error:
-                raise flags.IllegalFlagValueError(
+                raise ConfigError(
                     f"--{field.name}={','.join(value)}: expected integers, e.g. 100,200"
                 ) from error
         values[field.name] = value

@@ -32,12 +32,13 @@ import shutil
 from typing import Any
 
 from acan_tf.config import Config
+from acan_tf.errors import UserError
 from acan_tf.io import write_json, write_text
 
 CHECKPOINTS = ("best", "last")
 
 
-class RunDirectoryError(ValueError):
+class RunDirectoryError(UserError, ValueError):
     """A run directory is missing a file or holds an unusable one; the message names it."""
 
 

@@ -15,12 +15,13 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 from absl import app
 
 from acan_tf.data import DATASET_NAMES
+from acan_tf.errors import UserError
 from acan_tf.evaluation.reported import format_metrics
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.logs import quiet_tensorflow_logging
 from acan_tf.model.backbones import BACKBONES
 from acan_tf.training.preemption import StopRequested, resume_command, stop_message
-from acan_tf.training.trainer import USER_ERRORS, run
+from acan_tf.training.trainer import run
 
 
 def main(argv: list[str]) -> None:
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> None:
     quiet_tensorflow_logging()
     try:
         report = run(config_from_flags())
-    except USER_ERRORS as error:
+    except UserError as error:
         sys.exit(f"acan_tf.train: error: {error}")
     except StopRequested as stop:
         print(stop_message(stop, resume_command(sys.argv)), file=sys.stderr)

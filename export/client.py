@@ -3,9 +3,12 @@
     python client.py --server http://localhost:8501 --model_name acan image.jpg folder/
     python client.py --server http://localhost:8501 --model_name acan --gallery gallery/ query.jpg --top_k 5
     python client.py --server http://localhost:8501 --model_name acan --tracklets track1/ track2/
+    python client.py --model_name acan --camera_stats stats.json --camera c1 --gallery g/ --gallery_camera c2 q.jpg
 
 Needs numpy and Pillow (standard-library HTTP). Images are resized client-side to the model's input size as in
 training (preprocess.py); the size is read from the server's model metadata unless --height/--width are given.
+With --camera (and --gallery_camera) the embeddings are normalised with each camera's statistics (camera_norm.py;
+--camera_stats: the export's camera_stats.json, checked against the served model on fixed probe images).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import urllib.request
 
 import numpy as np
 
+from camera_norm import STATISTICS_FILE, add_arguments, camera_embedders, check_arguments
 from matching import answer_records
 from preprocess import collect_items, gallery_items, load_image
 
@@ -109,9 +113,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--height", type=int, help="Input height; default: from the model metadata.")
     parser.add_argument("--width", type=int, help="Input width; default: from the model metadata.")
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for each answer.")
+    add_arguments(parser, f"{STATISTICS_FILE} in the current folder (copy it from the export)")
     args = parser.parse_args(argv)
     if args.top_k < 1 or args.batch_size < 1:
         parser.error("--top_k and --batch_size must be positive integers")
+    check_arguments(parser, args)
     return args
 
 
@@ -123,8 +129,12 @@ def main(argv: list[str]) -> int:
                                    args.timeout)
         queries = collect_items(args.inputs, args.tracklets)
         gallery = gallery_items(args.gallery, args.tracklets) if args.gallery else None
-        records = answer_records(queries, gallery, lambda items: embedder.embed(items, args.tracklets, args.batch_size),
-                                 args.top_k)
+        embed_queries, embed_gallery = camera_embedders(
+            args.camera, args.gallery_camera, args.camera_stats or STATISTICS_FILE,
+            lambda items: embedder.embed(items, args.tracklets, args.batch_size), None,
+            lambda pixels: embedder.predict(pixels, IMAGE_SIGNATURE), embedder.height, embedder.width,
+            f"the served model {embedder.url}")
+        records = answer_records(queries, gallery, embed_queries, args.top_k, embed_gallery)
     except (ValueError, RuntimeError) as error:
         print(f"client: error: {error}", file=sys.stderr)
         return 2

@@ -51,10 +51,14 @@ def answer_records(
     gallery: Optional[Sequence[Item]],
     embed: Callable[[Sequence[Item]], np.ndarray],
     top_k: int,
+    embed_gallery: Optional[Callable[[Sequence[Item]], np.ndarray]] = None,
 ) -> list[dict]:
-    """The records printed for `queries`: their embeddings, or with a gallery their nearest gallery items."""
+    """The records printed for `queries`: their embeddings, or with a gallery their nearest gallery items.
+
+    `embed_gallery` embeds the gallery when it differs from the queries' (another camera's normalisation).
+    """
     query = embed(queries)
     names = [name for name, _ in queries]
     if gallery is None:
         return embedding_records(names, query)
-    return match_records(names, query, [name for name, _ in gallery], embed(gallery), top_k)
+    return match_records(names, query, [name for name, _ in gallery], (embed_gallery or embed)(gallery), top_k)

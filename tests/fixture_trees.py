@@ -32,6 +32,12 @@ MARKET_FILES = {
         "0003_c1s1_001051_01.jpg",
     ),
 }
+# A Market-1501 tree whose images come from cameras 1 and 2 only (of the layout's 6).
+MARKET_TWO_CAMERAS = {
+    "bounding_box_train": ("0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0007_c2s3_000123_02.jpg"),
+    "query": ("0003_c1s1_001051_00.jpg",),
+    "bounding_box_test": ("0003_c2s2_000301_02.jpg",),
+}
 DUKE_FILES = {
     "bounding_box_train": ("0001_c2_f0046182.jpg", "0001_c8_f0000012.jpg", "0004_c1_f0050000.jpg"),
     "query": ("0005_c2_f0046985.jpg",),
@@ -165,3 +171,13 @@ def write_duke_si_tree(
             for frame in frames:
                 write_image(tracklet_dir / f"c{camera}_{frame:06d}.jpg", pid, camera)
     return dataset_dir
+
+
+def write_cameras_tree(root: Path, splits: Mapping[str, Mapping[str, Mapping[str, int]]]) -> Path:
+    """Your own cameras' tree: {split: {camera: {identity folder: number of images}}}, images 0.jpg, 1.jpg, ..."""
+    for split, cameras in splits.items():
+        for camera_number, (camera, identities) in enumerate(sorted(cameras.items()), start=1):
+            for pid, (identity, count) in enumerate(sorted(identities.items()), start=1):
+                for index in range(count):
+                    write_image(root / split / camera / identity / f"{index}.jpg", pid, camera_number)
+    return root

@@ -11,7 +11,7 @@ from PIL import Image
 
 from acan_tf.data.records import ImageRecord
 from acan_tf.evaluation.alignment import inter_camera_discrepancy
-from acan_tf.evaluation.analysis import write_analyses
+from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.metrics import evaluate, pairwise_distance
 from acan_tf.evaluation.reid import Reranking, evaluate_reid_features
 from acan_tf.evaluation.reported import format_metrics
@@ -148,3 +148,8 @@ def test_write_analyses_needs_the_features(split, tmp_path):
                        {**evaluation, "query_features": raw_query, "gallery_features": raw_gallery},
                        query[:11], gallery)
     assert not (tmp_path / "plots").exists()
+
+
+def test_ds_classes_are_named_by_the_datasets_cameras_in_class_order():
+    assert camera_names({2: 0, 0: 1}, ("lobby", "gate 3", "Café")) == ["Café", "lobby"]
+    assert camera_names({2: 0, 0: 1}) == ["camera 3", "camera 1"]  # a benchmark's numbered cameras

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from acan_tf.training.association import (
+    Association,
     Proxies,
     associate,
     association_quality,
     build_proxies,
+    component_statistics,
     merge_components,
     mutual_neighbour_links,
     proxy_global_ids,
@@ -127,7 +129,19 @@ def test_quality_against_a_hand_computed_example():
     quality = association_quality(pseudo_ids, cameras, global_ids)
     # Predicted: 3 pairs in component 0 (all person 7) + 1 in component 1 (8 with 9, wrong).
     # True: person 7 has 4 proxies, 6 pairs, minus the pair inside camera 0 = 5.
-    assert quality == {
+    assert quality == {"true_pairs": 5, "correct_pairs": 3, "pair_precision": 0.75, "pair_recall": 0.6}
+    empty = association_quality(np.full(3, -1), np.array([0, 1, 2]), np.array([1, 1, 2]))
+    assert (empty["pair_precision"], empty["pair_recall"], empty["true_pairs"]) == (0.0, 0.0, 1)
+
+
+def test_component_statistics_need_no_labels():
+    cameras = np.array([0, 1, 2, 0, 1, 0])
+    proxies = Proxies(np.eye(6, dtype=np.float32), cameras, np.array([0, 0, 0, 1, 1, 2]))
+    # Links 0-1 and 1-2 chain component 0 (its pair 0-2 is no link); 2-3 joined nothing (camera 0 twice).
+    links = np.array([[0, 1], [1, 2], [2, 3], [3, 4]])
+    association = Association(proxies, links, np.ones(4, np.float32), np.array([0, 0, 0, 1, 1, -1]))
+    assert component_statistics(association) == {
+        "num_links": 4,
         "num_proxies": 6,
         "proxies_covered": 5,
         "coverage": 5 / 6,
@@ -135,14 +149,10 @@ def test_quality_against_a_hand_computed_example():
         "mean_component_size": 2.5,
         "component_size_histogram": {"2": 1, "3": 1},
         "predicted_pairs": 4,
-        "true_pairs": 5,
-        "correct_pairs": 3,
-        "pair_precision": 0.75,
-        "pair_recall": 0.6,
+        "cycle_consistent_share": 3 / 4,
     }
-    empty = association_quality(np.full(3, -1), np.array([0, 1, 2]), np.array([1, 1, 2]))
-    assert (empty["pair_precision"], empty["pair_recall"], empty["true_pairs"]) == (0.0, 0.0, 1)
-    assert empty["num_components"] == 0
+    alone = Association(proxies, np.zeros((0, 2), np.int64), np.zeros(0, np.float32), np.full(6, -1))
+    assert component_statistics(alone)["num_components"] == 0 and component_statistics(alone)["coverage"] == 0
 
 
 def test_proxy_global_ids_take_the_majority_of_the_items():

@@ -1,12 +1,24 @@
 """Camera-aware normalisation (acan_tf.evaluation.camera_norm) against a direct NumPy computation."""
 
 import json
+import os
+import sys
 
 import numpy as np
 import pytest
 
+from acan_tf.data.records import ImageRecord
+from acan_tf.deploy.camera_stats import probe_images
+from acan_tf.evaluation import reported
 from acan_tf.evaluation.camera_norm import CameraStatistics, CameraStatisticsError
-from acan_tf.evaluation.metrics import evaluate_features
+from acan_tf.evaluation.metrics import evaluate, evaluate_features, pairwise_distance
+from acan_tf.evaluation.reid import Reranking, evaluate_reid_features
+from acan_tf.evaluation.rerank import re_ranking
+
+KIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export")
+sys.path.insert(0, KIT)
+
+import camera_norm as kit_camera_norm  # noqa: E402  (the deployment kit's NumPy-only copy of the normalise step)
 
 
 def unit(x):
@@ -148,3 +160,97 @@ def test_a_missing_file_and_mismatched_features_are_errors(tmp_path):
         statistics.apply(features[:, :4], cameras)
     with pytest.raises(CameraStatisticsError, match="expected features"):
         CameraStatistics.from_features(features, cameras[:3])
+
+
+def camera_offset_split(seed=2, identities=12, dim=16):
+    """Query in camera 0, gallery in camera 1, of the same identities; each camera adds its own large offset."""
+    rng = np.random.default_rng(seed)
+    people = rng.normal(size=(identities, dim))
+    query = people + 6.0 * rng.normal(size=dim) + 0.4 * rng.normal(size=(identities, dim))
+    gallery = people + 6.0 * rng.normal(size=dim) + 0.4 * rng.normal(size=(identities, dim))
+    records = [[ImageRecord(f"{side}{i}.jpg", i, camid) for i in range(identities)] for side, camid in (("q", 0),
+                                                                                                         ("g", 1))]
+    return query, gallery, records[0], records[1]
+
+
+def test_evaluation_reports_camera_normalised_metrics_beside_the_raw_ones():
+    query, gallery, q_records, g_records = camera_offset_split()
+    metrics = evaluate_reid_features(query, gallery, q_records, g_records, camera_normalization=True)
+    plain = evaluate_reid_features(query, gallery, q_records, g_records)
+    assert not any(key.endswith(reported.CAMERA_NORMALISED_SUFFIX) for key in plain)
+    for key in ("mAP", "rank1", "mINP", "discrepancy"):
+        assert metrics[key] == plain[key]
+    # Directly: each camera's mean of its L2-normalised features subtracted, then L2-normalised, then ranked.
+    q_centred, g_centred = unit(unit(query) - unit(query).mean(0)), unit(unit(gallery) - unit(gallery).mean(0))
+    pids, q_cams, g_cams = np.arange(len(query)), np.zeros(len(query), int), np.ones(len(query), int)
+    expected = evaluate_features(q_centred, g_centred, pids, pids, q_cams, g_cams)
+    assert metrics["mAP_camnorm"] == pytest.approx(expected["mAP"], abs=1e-6)
+    assert metrics["rank1_camnorm"] == pytest.approx(expected["cmc"][0], abs=1e-6)
+    assert metrics["mINP_camnorm"] == pytest.approx(expected["mINP"], abs=1e-6)
+    assert metrics["mAP_camnorm"] > metrics["mAP"] + 0.2
+    keys = {metric.key for metric in reported.METRICS if metric.section == reported.CAMERA_NORMALISED}
+    assert keys == {f"{key}_camnorm" for key in ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")}
+    assert keys <= set(reported.scalars(metrics))
+
+
+def test_camera_normalised_tables_state_where_the_statistics_come_from():
+    query, gallery, q_records, g_records = camera_offset_split()
+    metrics = evaluate_reid_features(query, gallery, q_records, g_records, camera_normalization=True)
+    table = reported.format_metrics(metrics)
+    assert "unlabelled per-camera statistics of the test images" in table
+    assert f"{100 * metrics['mAP_camnorm']:6.2f} %" in table.split(reported.CAMERA_NORMALISED)[1]
+    note = reported.camera_normalization_note()
+    assert "unlabelled per-camera statistics of the test images" in note["statistics"]
+    assert note["metrics"][0] == "mAP_camnorm"
+
+
+def test_camera_normalisation_is_applied_before_re_ranking():
+    query, gallery, q_records, g_records = camera_offset_split()
+    settings = Reranking(k1=4, k2=2)
+    metrics = evaluate_reid_features(query, gallery, q_records, g_records, reranking=settings,
+                                     camera_normalization=True)
+    q_centred, g_centred = unit(unit(query) - unit(query).mean(0)), unit(unit(gallery) - unit(gallery).mean(0))
+    pids, q_cams, g_cams = np.arange(len(query)), np.zeros(len(query), int), np.ones(len(query), int)
+    distances = re_ranking(pairwise_distance(q_centred, g_centred), pairwise_distance(q_centred, q_centred),
+                           pairwise_distance(g_centred, g_centred), 4, 2, settings.lambda_value)
+    assert metrics["mAP_camnorm"] == pytest.approx(evaluate(distances, pids, pids, q_cams, g_cams)["mAP"], abs=1e-6)
+
+
+def test_the_kit_reads_the_file_and_normalises_as_the_library_does(tmp_path):
+    features, cameras = sample()
+    statistics = CameraStatistics.from_features(features, cameras, fingerprint="f", probe=np.ones((2, 8)) / 8 ** 0.5)
+    path = str(tmp_path / "camera_stats.json")
+    statistics.save(path)
+    said = []
+    kit = kit_camera_norm.CameraNormalizer(path, warn=said.append)
+    assert kit.fingerprint == "f" and sorted(kit.means) == ["c1", "c2", "c3"]
+    for camera in ("c1", "c2", "c3", "new", "new"):
+        np.testing.assert_allclose(kit.normalize(features[:5], camera), statistics.apply(features[:5], [camera] * 5),
+                                   atol=1e-6)
+    assert len(said) == 1 and "no statistics for camera new" in said[0]  # said once per camera
+    with pytest.raises(ValueError, match="statistics of 8-dimensional embeddings, the model's are 3-dimensional"):
+        kit.normalize(features[:, :3], "c1")
+
+
+def test_the_kit_and_the_library_make_the_same_probe_images():
+    np.testing.assert_array_equal(kit_camera_norm.probe_images(32, 16, 2), probe_images(32, 16))
+    images = probe_images(32, 16, 3)
+    assert images.dtype == np.uint8 and images.shape == (3, 32, 16, 3) and len(np.unique(images)) > 200
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a readable JSON file"),
+    ('{"kind": "other"}', "expected a camera statistics file"),
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2}', "format_version 2"),
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"mean": [1]}}}', "KeyError"),
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"mean": [1, 2]}}, '
+     '"global": {"mean": [1]}}', "vectors of one length"),
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"mean": [1, NaN]}}, '
+     '"global": {"mean": [1, 2]}}', "non-finite"),
+])
+def test_the_kit_refuses_a_malformed_file_in_one_line(tmp_path, content, message):
+    path = tmp_path / "camera_stats.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as error:
+        kit_camera_norm.CameraNormalizer(str(path))
+    assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)

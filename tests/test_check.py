@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from acan_tf.data.check import check, find_file_problems
-from tests.fixture_trees import write_market_tree, write_mars_tree
+from acan_tf.data.datasets import DatasetError
+from tests.fixture_trees import MARKET_TWO_CAMERAS, write_cameras_tree, write_market_tree, write_mars_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,7 +44,7 @@ def test_clean_dataset_passes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"market1501 at {d}: 6 cameras" in out  # the summary table
     assert "8 files checked, 0 with problems" in out
-    assert "3 of 6 cameras have >= 1 training identities; dropped camids: 3, 4, 5" in out
+    assert "3 of 6 cameras have >= 1 training identities; dropped: camera 4, camera 5, camera 6" in out
 
 
 def test_corrupt_empty_and_foreign_format_images_fail_and_are_named(tmp_path, capsys):
@@ -71,9 +74,17 @@ def test_no_camera_with_enough_identities_fails(tmp_path, capsys):
     assert "no usable camera" in out
 
 
+def test_only_the_cameras_the_data_has_are_counted(tmp_path, capsys):
+    write_market_tree(tmp_path, MARKET_TWO_CAMERAS)
+    assert check("market1501", str(tmp_path), min_ids_per_camera=2) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 cameras have >= 2 training identities; dropped: camera 1" in out
+    assert "camera 3" not in out
+
+
 def test_unloadable_dataset_fails_with_the_layout_message(tmp_path, capsys):
-    assert check("mars", str(tmp_path), min_ids_per_camera=1) == 1
-    assert f"cannot load mars from {tmp_path}:\nno dataset found at {tmp_path}" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match=f"no dataset found at {re.escape(str(tmp_path))}"):
+        check("mars", str(tmp_path), min_ids_per_camera=1)
 
 
 def test_problems_are_found_across_chunks_in_path_order(tmp_path):
@@ -99,3 +110,17 @@ def test_command_line_exit_status(tmp_path):
     assert damaged.returncode == 1
     assert all(path in damaged.stdout for path in (truncated, empty, tiff))
     assert run_checker("--dataset=market1501").returncode != 0  # --data_root is required
+
+
+def test_your_cameras_say_which_evaluation_training_will_make(tmp_path, capsys):
+    write_cameras_tree(tmp_path, {"train": {"lobby": {"a": 4, "b": 2}, "gate 3": {"a": 5}}})
+    assert check("cameras", str(tmp_path), min_ids_per_camera=1) == 0
+    out = capsys.readouterr().out
+    assert "lobby" in out and out.rstrip().endswith(
+        "evaluation: no query/ and gallery/, so no cross-camera labels: retrieval across cameras cannot be measured; "
+        "training holds out the first and last frames of 2 of the 3 local ids for intra-camera retrieval and reports "
+        "the association without labels")
+    write_cameras_tree(tmp_path, {"query": {"lobby": {"p": 1}}, "gallery": {"gate 3": {"p": 2}}})
+    assert check("cameras", str(tmp_path), min_ids_per_camera=1) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        "evaluation: retrieval across cameras (mAP, CMC) of 1 queries against 2 gallery entries")

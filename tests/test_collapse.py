@@ -19,6 +19,7 @@ from acan_tf.training.collapse import (
     DeadDiscriminatorCallback,
     discriminator_is_dead,
 )
+from acan_tf.training.run_state import RunState
 from tests.run_fixtures import NUM_CAMERAS, batches_dataset, training_batch
 
 
@@ -94,15 +95,24 @@ def test_guard_rejects_bad_settings(threshold, window):
         CollapseGuard(threshold, window)
 
 
-def test_callback_counts_the_runs_global_step():
-    callback = CollapseCallback(CollapseGuard(threshold=1e-2, window=4))
-    callback.set_params({"steps": 3})
-    callback.on_epoch_begin(1)  # a resumed run: steps 4, 5, 6 of epoch 2
-    for batch in range(3):
-        callback.on_train_batch_end(batch, {SPREAD_LOG: 1e-4})
-    callback.on_epoch_begin(2)
-    with pytest.raises(CollapseError, match=r"^step 7: .*since step 4"):
-        callback.on_train_batch_end(0, {SPREAD_LOG: 1e-4})
+@pytest.mark.parametrize("warn_only", [False, True])
+def test_callback_feeds_the_guard_at_the_runs_step_and_holds_saves_while_it_suspects(warn_only):
+    run = RunState(steps_per_epoch=3, step=3, epoch=1)  # a resumed run: steps 4, 5, 6 of epoch 2, then 7, 8
+    callback = CollapseCallback(CollapseGuard(threshold=1e-2, window=4, warn_only=warn_only), run)
+    run.step = 4
+    callback.on_train_batch_end(0, {SPREAD_LOG: 1.0})
+    assert not run.hold_saves
+    for step in (5, 6, 7):
+        run.step = step
+        callback.on_train_batch_end((step - 1) % 3, {SPREAD_LOG: 1e-4})
+        assert run.hold_saves != warn_only  # a warning-only guard never holds a save
+    run.step = 8
+    if warn_only:
+        callback.on_train_batch_end(1, {SPREAD_LOG: 1e-4})
+        assert callback.guard.warned
+        return
+    with pytest.raises(CollapseError, match=r"^step 8: .*since step 5"):
+        callback.on_train_batch_end(1, {SPREAD_LOG: 1e-4})
 
 
 def test_dead_discriminator_rule_on_measured_epochs():
@@ -130,8 +140,11 @@ def test_a_discriminator_whose_units_died_gives_f_no_gradient_and_is_reported(ca
     history = acan.fit(data, epochs=1, steps_per_epoch=3, shuffle=False, verbose=0).history
     logs = {name: values[-1] for name, values in history.items()}
     assert logs["d_loss"] == pytest.approx(math.log(NUM_CAMERAS), abs=1e-5)
+    run = RunState(steps_per_epoch=3)
+    callback = DeadDiscriminatorCallback(NUM_CAMERAS, run)
     with caplog.at_level(logging.WARNING):
-        DeadDiscriminatorCallback(NUM_CAMERAS).on_epoch_end(0, logs)
-        DeadDiscriminatorCallback(NUM_CAMERAS).on_epoch_end(1, {"d_loss": 1.0, "d_accuracy": 0.5})
+        callback.on_epoch_end(0, logs)
+        run.epoch = 1
+        callback.on_epoch_end(1, {"d_loss": 1.0, "d_accuracy": 0.5})
     assert caplog.text.count("D's output no longer depends on its input") == 1
     assert "epoch 1:" in caplog.text and "--lr_new" in caplog.text

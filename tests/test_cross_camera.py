@@ -157,21 +157,21 @@ def test_rounds_run_at_the_flagged_epochs_and_the_state_round_trips(people):
     assert [epoch for epoch in range(8) if is_round_epoch(settings, epoch)] == [2, 4, 6]
     assert not any(is_round_epoch(dataclasses.replace(settings, cross_camera="none"), e) for e in range(8))
     train = training_set(people, min_ids=4)
-    stage = CrossCameraStage(settings, train, CrossCameraState(None), None, lambda ids: ids)
-    stage.associate(mean_colour, epoch=2, step=40)
-    restored = CrossCameraState.from_json(stage.state.to_json())
-    np.testing.assert_array_equal(restored.pseudo_ids, stage.state.pseudo_ids)
-    assert restored.rounds == stage.state.rounds and len(restored.rounds) == 1
+    stage = CrossCameraStage(settings, train, None, lambda ids: ids)
+    state = stage.associate(stage.start(CrossCameraState(None)), mean_colour, epoch=2, step=40)
+    restored = CrossCameraState.from_json(state.to_json())
+    np.testing.assert_array_equal(restored.pseudo_ids, state.pseudo_ids)
+    assert restored.rounds == state.rounds and len(restored.rounds) == 1
 
 
 def test_supervised_mode_uses_the_true_ids_and_says_so(people):
     train = training_set(people, min_ids=4)
     settings = config(cross_camera="supervised")
-    stage = CrossCameraStage(settings, train, CrossCameraState(None), None, lambda ids: ids)
+    state = CrossCameraStage(settings, train, None, lambda ids: ids).start(CrossCameraState(None))
     true = np.array([r.pid for r in train.records])
-    assert len(np.unique(stage.state.pseudo_ids)) == NUM_PEOPLE
-    for pseudo in np.unique(stage.state.pseudo_ids):
-        assert len(set(true[stage.state.pseudo_ids == pseudo])) == 1
+    assert len(np.unique(state.pseudo_ids)) == NUM_PEOPLE
+    for pseudo in np.unique(state.pseudo_ids):
+        assert len(set(true[state.pseudo_ids == pseudo])) == 1
     assert "SUPERVISED" in describe_stages(settings) and "true cross-camera labels" in describe_stages(settings)
     assert "association" not in describe_stages(Config(cross_camera="none"))
     assert "cross-camera association" in describe_stages(Config()), "the default run associates"
@@ -203,3 +203,79 @@ def test_a_config_saved_before_the_stage_existed_reads_as_acan_without_it():
     del saved["cross_camera"]
     assert Config.from_json(saved).cross_camera == "none"
     assert Config.from_json(Config().to_json()).cross_camera == "association"
+
+
+def camera_centering_data():
+    """A step's batches: the triplet batch of camera 0, the camera batch and pseudo batch of cameras 0 and 1."""
+    rng = np.random.default_rng(4)
+    return {
+        "triplet_images": rng.uniform(0, 255, (4, 4, 2, 3)).astype(np.float32),
+        "triplet_ids": np.array([0, 0, 1, 1], np.int32), "triplet_camids": np.zeros(4, np.int32),
+        "camera_images": rng.uniform(0, 255, (6, 4, 2, 3)).astype(np.float32),
+        "camera_camids": np.array([0, 1, 0, 1, 0, 1], np.int32),
+        "pseudo_images": rng.uniform(0, 255, (6, 4, 2, 3)).astype(np.float32),
+        "pseudo_ids": np.array([5, 5, 8, 8, 9, 9], np.int32), "pseudo_camids": np.array([0, 1, 1, 0, 0, 1], np.int32),
+    }
+
+
+def linear_encoder():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((4, 2, 3))
+    return keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs / 255.0)))
+
+
+def test_camera_centering_gives_d_and_the_cross_camera_loss_camera_centred_features():
+    encoder, data = linear_encoder(), camera_centering_data()
+    discriminator = build_discriminator(5, 2, width=3)
+    acan = ACAN(encoder, discriminator, scheme="oce", pseudo_weight=0.5, camera_centering=True)
+    acan.compile(f_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0))
+    camera = encoder(data["camera_images"]).numpy().astype(np.float64)
+    pseudo = encoder(data["pseudo_images"]).numpy().astype(np.float64)
+    triplet = encoder(data["triplet_images"]).numpy()
+    means = np.stack([camera[data["camera_camids"] == c].mean(0) for c in (0, 1)])
+    centred_camera = camera - means[data["camera_camids"]]
+    centred_pseudo = pseudo - means[data["pseudo_camids"]]
+    logits = discriminator(centred_camera.astype(np.float32)).numpy()
+    logs = {name: float(value) for name, value in acan.train_step(data).items()}
+    assert logs["pseudo_loss"] == pytest.approx(numpy_batch_hard(centred_pseudo, data["pseudo_ids"], np.zeros(6), 0.3),
+                                                rel=1e-5)
+    assert logs["d_loss"] == pytest.approx(float(losses.camera_cross_entropy(logits, data["camera_camids"])), rel=1e-5)
+    assert logs["adv_loss"] == pytest.approx(float(losses.oce_loss(logits, data["camera_camids"])), rel=1e-5)
+    assert logs["triplet_loss"] == pytest.approx(
+        numpy_batch_hard(triplet, data["triplet_ids"], data["triplet_camids"], 0.3), rel=1e-5)
+    # Without the flag, D sees the features as they are.
+    plain = ACAN(encoder, discriminator, scheme="oce", pseudo_weight=0.5)
+    plain.compile(f_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0))
+    raw_logits = discriminator(camera.astype(np.float32)).numpy()
+    assert float(plain.train_step(data)["d_loss"]) == pytest.approx(
+        float(losses.camera_cross_entropy(raw_logits, data["camera_camids"])), rel=1e-5)
+
+
+def test_camera_centering_makes_the_cross_camera_loss_blind_to_a_camera_offset():
+    # A bias only camera 1's images carry: every feature of camera 1 moves by one vector.
+    encoder = linear_encoder()
+    data = camera_centering_data()
+    shifted = dict(data)
+    bright = np.zeros((4, 2, 3), np.float32)
+    bright[..., 0] = 40.0
+    for key, camids in (("camera_images", "camera_camids"), ("pseudo_images", "pseudo_camids"),
+                        ("triplet_images", "triplet_camids")):
+        shifted[key] = data[key] + bright * (data[camids] == 1)[:, None, None, None]
+
+    def pseudo_loss(batch, centering):
+        acan = ACAN(encoder, build_discriminator(5, 2, width=3), scheme="none", pseudo_weight=1.0,
+                    camera_centering=centering)
+        acan.compile(f_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0))
+        return float(acan.train_step(batch)["pseudo_loss"])
+
+    assert pseudo_loss(shifted, True) == pytest.approx(pseudo_loss(data, True), rel=1e-5)
+    assert abs(pseudo_loss(shifted, False) - pseudo_loss(data, False)) > 0.05
+
+
+def test_the_pseudo_batch_carries_its_cameras(people):
+    train = training_set(people, min_ids=4)
+    batches = TrainingBatches(train.records, train.local_ids, train.classes, 4, 2, 6, 1, seed=3)
+    with_pseudo = batches.with_pseudo_ids(supervised_ids(train))
+    (batch,) = training_dataset(with_pseudo, 16, 8, NO_AUGMENTATION).take(1)
+    items, _ = with_pseudo.indices(0)
+    np.testing.assert_array_equal(batch["pseudo_camids"].numpy(), with_pseudo.camids[items[-with_pseudo.pseudo_size:]])

@@ -16,6 +16,7 @@ from acan_tf.data.records import ImageRecord, TrackletRecord
 from acan_tf.data.summary import dropped_cameras, identities_per_camera, summarize
 from acan_tf.data.synthetic.presets import LOOKS
 from tests.fixture_trees import (
+    MARKET_TWO_CAMERAS,
     write_duke_si_tree,
     write_duke_tree,
     write_image,
@@ -249,8 +250,9 @@ def test_synthetic_refuses_a_folder_of_something_else(tmp_path):
 
 
 def test_registry_lists_every_dataset_and_rejects_unknown_names(tmp_path):
-    assert DATASET_NAMES == ("market1501", "dukemtmcreid", "msmt17", "mars", "duke_si_tracklet", "synthetic")
-    assert "choose one of market1501, dukemtmcreid, msmt17, mars, duke_si_tracklet, synthetic" in load_error(
+    assert DATASET_NAMES == ("market1501", "dukemtmcreid", "msmt17", "mars", "duke_si_tracklet", "synthetic",
+                             "cameras")
+    assert "choose one of market1501, dukemtmcreid, msmt17, mars, duke_si_tracklet, synthetic, cameras" in load_error(
         "market", tmp_path
     )
     assert isinstance(DatasetError("x"), ValueError)
@@ -433,8 +435,22 @@ def test_duke_si_tracklet_bad_identity_folder_and_empty_tracklet(tmp_path):
 def test_identities_per_camera_and_dropped_cameras(tmp_path):
     dataset = load_dataset("mars", str(write_mars_tree(tmp_path, train=((1, 1, 1), (2, 1, 1), (2, 1, 1), (3, 2, 1)))))
     assert identities_per_camera(dataset.train) == {0: 2, 1: 1}
-    assert dropped_cameras(dataset, 2) == (1, 2, 3, 4, 5)
-    assert dropped_cameras(dataset, 1) == (2, 3, 4, 5)
+    assert dataset.cameras == (0, 1, 3, 4, 5)  # the tree has no camera 3 (camid 2): it is never listed
+    assert dropped_cameras(dataset, 2) == (1, 3, 4, 5)
+    assert dropped_cameras(dataset, 1) == (3, 4, 5)
+
+
+def test_tables_list_only_the_cameras_the_data_has(tmp_path):
+    dataset = load_dataset("market1501", str(write_market_tree(tmp_path, MARKET_TWO_CAMERAS)))
+    assert (dataset.num_cameras, dataset.cameras) == (6, (0, 1))
+    lines = summarize(dataset, min_ids_per_camera=2).splitlines()
+    assert lines[0] == f"market1501 at {dataset.root}: 2 cameras"
+    assert [[cell.strip() for cell in line.split("|")] for line in lines[12:14]] == [
+        ["camera 1", "1", "1", "dropped (< 2 ids)"],
+        ["camera 2", "2", "2", "kept"],
+    ]
+    assert lines[14].startswith("  ---") and len(lines) == 15  # the rule under the table: no camera 3-6
+    assert dropped_cameras(dataset, 2) == (0,)
 
 
 def test_summary_table_counts_and_marks_dropped_cameras(tmp_path):

@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from acan_tf.data.pipeline import decode_image
 from acan_tf.deploy.exporter import export_run
+from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
 pytestmark = pytest.mark.slow  # an exported model and the kit's scripts in subprocesses: the full suite only
@@ -34,10 +35,10 @@ IMAGES = {"a.png": ((48, 24), "RGB"), "b.png": ((20, 10), "RGB"), "c.png": ((32,
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """(the trained ACAN, its export folder OUT/acan/1)."""
+def model(tiny_tree, tmp_path_factory):
+    """(the trained ACAN, its export folder OUT/acan/1, with the statistics of the tiny tree's cameras)."""
     run_dir = str(tmp_path_factory.mktemp("run"))
-    acan = make_run(run_dir)
+    acan = make_run(run_dir, data_root=tiny_tree)
     return acan, export_run(run_dir, str(tmp_path_factory.mktemp("models")), "acan").path
 
 
@@ -254,3 +255,109 @@ def test_rest_client_reports_server_errors(server, tmp_path, capsys):
     assert client.main(["--server", server[0], "--model_name", "other", "--height", "32", "--width", "16", *paths]) == 2
     error = capsys.readouterr().err
     assert error.startswith("client: error: ") and "HTTP 404" in error and "Servable not found" in error
+
+
+def statistics_of(export_dir):
+    return CameraStatistics.load(os.path.join(export_dir, STATISTICS_FILE))
+
+
+def foreign_statistics(export_dir, path, probe_shift=0.5):
+    """The export's statistics as if of another model: another fingerprint, probe embeddings moved by `probe_shift`."""
+    statistics = statistics_of(export_dir)
+    document = statistics.to_json()
+    document.update(model_fingerprint="0123456789abcdef", probe=(np.asarray(statistics.probe) + probe_shift).tolist())
+    with open(path, "w") as handle:
+        json.dump(document, handle)
+    return str(path)
+
+
+def test_edge_runner_normalises_each_cameras_embeddings_with_its_statistics(model, tmp_path, capsys):
+    acan, export_dir = model
+    statistics = statistics_of(export_dir)
+    paths = write_images(tmp_path / "images")
+    assert onnx_infer.main(["--model", export_dir, "--camera", "c2", str(tmp_path / "images")]) == 0
+    records = json_lines(capsys.readouterr().out)
+    embeddings = reference_embeddings(acan, np.stack([training_pixels(path) for path in paths]))
+    np.testing.assert_allclose([record["embedding"] for record in records],
+                               statistics.apply(embeddings, ["c2"] * len(paths)), rtol=0, atol=1e-4)
+
+    # Query of camera c1 against a gallery of camera c3: each side centred on its own camera's mean.
+    argv = ["--model", export_dir, "--camera", "c1", "--gallery", str(tmp_path / "images"), "--gallery_camera", "c3",
+            "--top_k", "4", paths[0]]
+    assert onnx_infer.main(argv) == 0
+    (record,) = json_lines(capsys.readouterr().out)
+    query, gallery = statistics.apply(embeddings[:1], ["c1"]), statistics.apply(embeddings, ["c3"] * len(paths))
+    distances = np.linalg.norm(gallery - query, axis=1)
+    assert [match["item"] for match in record["matches"]] == [paths[i] for i in np.argsort(distances)]
+    np.testing.assert_allclose([m["distance"] for m in record["matches"]], np.sort(distances), atol=1e-3)
+
+
+def test_edge_runner_falls_back_to_the_global_statistics_for_a_new_camera(model, tmp_path, capsys):
+    acan, export_dir = model
+    paths = write_images(tmp_path / "images")
+    assert onnx_infer.main(["--model", export_dir, "--camera", "lobby", "--gallery", str(tmp_path / "images"),
+                            "--gallery_camera", "lobby", paths[0]]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "no statistics for camera lobby" in line]
+    assert len(notes) == 1 and "(it has c1, c2, c3)" in notes[0] and "global mean" in notes[0]
+    embeddings = reference_embeddings(acan, np.stack([training_pixels(path) for path in paths]))
+    expected = statistics_of(export_dir).apply(embeddings, ["lobby"] * len(paths))
+    (record,) = json_lines(captured.out)
+    assert record["matches"][0]["item"] == paths[0]
+    np.testing.assert_allclose(record["matches"][1]["distance"],
+                               np.sort(np.linalg.norm(expected - expected[0], axis=1))[1], atol=1e-3)
+
+
+def test_edge_runner_refuses_statistics_of_another_model(model, tmp_path, capsys):
+    export_dir = model[1]
+    write_images(tmp_path / "images")
+    foreign = foreign_statistics(export_dir, tmp_path / "foreign.json")
+    fingerprint = json.load(open(os.path.join(export_dir, "model.json")))["fingerprint"]
+    argv = ["--model", export_dir, "--camera", "c1", str(tmp_path / "images")]
+    assert onnx_infer.main([*argv, "--camera_stats", foreign]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"onnx_infer: error: {foreign}: statistics of the model with fingerprint 0123456789abcdef")
+    assert f"fingerprint {fingerprint}" in error
+    # A model file without its model.json beside it: the probe images tell the models apart.
+    os.makedirs(tmp_path / "bare")
+    bare = shutil.copy(os.path.join(export_dir, "model.onnx"), str(tmp_path / "bare"))
+    argv = ["--model", bare, "--camera", "c1", str(tmp_path / "images")]
+    assert onnx_infer.main([*argv, "--camera_stats", foreign]) == 2
+    assert "its embeddings of the probe images differ by" in capsys.readouterr().err
+    assert onnx_infer.main([*argv, "--camera_stats", os.path.join(export_dir, STATISTICS_FILE)]) == 0
+    (tmp_path / "broken.json").write_text('{"kind": "acan_tf.camera_statistics", "format_version": 1}')
+    assert onnx_infer.main([*argv, "--camera_stats", str(tmp_path / "broken.json")]) == 2
+    assert "expected a camera statistics file written by acan_tf" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        onnx_infer.parse_args(["--model", bare, "--camera", "c1", "--gallery", "g", "q.png"])
+    assert "needs --gallery_camera" in capsys.readouterr().err
+
+
+def test_edge_runner_normalises_without_tensorflow(model, tmp_path):
+    export_dir = model[1]
+    write_images(tmp_path / "images")
+    blocked = ("import runpy, sys; sys.modules.update(tensorflow=None, keras=None, acan_tf=None); "
+               f"sys.path.insert(0, {KIT!r}); sys.argv = ['onnx_infer.py'] + sys.argv[1:]; "
+               f"runpy.run_path({os.path.join(KIT, 'onnx_infer.py')!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", blocked, "--model", export_dir, "--camera", "c1",
+                             str(tmp_path / "images")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(json_lines(result.stdout)) == len(IMAGES)
+
+
+def test_rest_client_normalises_and_checks_the_served_model_on_the_probe(model, server, tmp_path, capsys):
+    acan, export_dir = model
+    url = server[0]
+    paths = write_images(tmp_path / "images")
+    statistics_file = os.path.join(export_dir, STATISTICS_FILE)
+    argv = ["--server", url, "--model_name", "acan", "--camera", "c3", str(tmp_path / "images")]
+    assert client.main([*argv, "--camera_stats", statistics_file]) == 0
+    records = json_lines(capsys.readouterr().out)
+    embeddings = reference_embeddings(acan, np.stack([training_pixels(path) for path in paths]))
+    np.testing.assert_allclose([record["embedding"] for record in records],
+                               statistics_of(export_dir).apply(embeddings, ["c3"] * len(paths)), rtol=0, atol=1e-5)
+    assert client.main([*argv, "--camera_stats", foreign_statistics(export_dir, tmp_path / "foreign.json")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("client: error: ") and "fingerprint 0123456789abcdef, not of the served model" in error
+    assert "probe images differ by 0.500" in error
+

@@ -18,7 +18,7 @@ from acan_tf.model import lite_weights
 from acan_tf.model.backbones import BackboneError, PixelNormalization, build_backbone
 from acan_tf.model.efficientnet_lite import WeightsMismatchError, build_efficientnet_lite0, load_torch_state
 from acan_tf.model.encoder import build_encoder
-from acan_tf.model.torch_checkpoint import CheckpointError, load_state_dict
+from acan_tf.model.torch_checkpoint import TorchCheckpointError, load_state_dict
 
 MILITARY_UNIFORM = 652
 # Recorded once from the converted weights: military uniform, mortarboard, suit, Windsor tie, vestment.
@@ -113,7 +113,7 @@ def test_a_truncated_checkpoint_is_an_error_naming_the_file(checkpoint, tmp_path
     path = tmp_path / "truncated.pth"
     with open(checkpoint, "rb") as handle:
         path.write_bytes(handle.read(length))
-    with pytest.raises(CheckpointError, match=f"{path}: not a readable PyTorch state dict"):
+    with pytest.raises(TorchCheckpointError, match=f"{path}: not a readable PyTorch state dict"):
         load_state_dict(str(path))
 
 
@@ -134,7 +134,7 @@ def test_a_pickle_that_calls_os_system_is_refused_and_not_run(tmp_path):
                 archive.writestr("archive/data.pkl", pickle.dumps({"weight": _RunsACommand(marker)}))
         else:
             path.write_bytes(payload)
-        with pytest.raises(CheckpointError, match=rf"{path}: .*refusing to load (posix|os)\.system"):
+        with pytest.raises(TorchCheckpointError, match=rf"{path}: .*refusing to load (posix|os)\.system"):
             load_state_dict(str(path))
     assert not marker.exists()
 

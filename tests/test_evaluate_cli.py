@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from acan_tf.config import Config
-from acan_tf.data import DatasetError, load_dataset
+from acan_tf.data import DatasetError, load_dataset, load_existing_dataset
 from acan_tf.data.pipeline import inference_dataset
 from acan_tf.data.records import frame_paths
 from acan_tf.deploy.exporter import export_run
@@ -23,7 +23,6 @@ from acan_tf.evaluation.runner import (
     check_output,
     evaluate_run,
     evaluate_saved_model,
-    load_test_data,
     read_model_card,
 )
 from acan_tf.model.builder import load_run
@@ -60,13 +59,15 @@ def exported(trained, tmp_path_factory):
 
 def test_run_evaluation_reproduces_the_final_evaluation_of_training(trained):
     run_dir, report = trained
-    document = evaluate_run(run_dir, "last")
+    document = evaluate_run(run_dir, "last", camera_normalization=True)
     metrics, final = document["metrics"], report["final"]
-    for key in ("mAP", "rank1", "rank5", "mINP", "discrepancy", "d_test_accuracy"):
+    for key in ("mAP", "rank1", "rank5", "mINP", "discrepancy", "d_test_accuracy", "mAP_camnorm", "rank1_camnorm"):
         assert metrics[key] == pytest.approx(final[key], abs=1e-6), key
     np.testing.assert_allclose(metrics["cmc"], final["cmc"], atol=1e-9)
     np.testing.assert_allclose(metrics["camera_confusion"], final["camera_confusion"], atol=1e-9)
     assert document["kind"] == KIND and document["reranking"] is None
+    assert document["camera_normalization"] == report["camera_normalization"]
+    assert evaluate_run(run_dir, "last")["camera_normalization"] is None
     assert document["model"] == {"run_dir": os.path.abspath(run_dir), "checkpoint": "last"}
     data = load_dataset("synthetic", report["config"]["data_root"])
     assert ((document["dataset"]["num_query"], document["dataset"]["num_gallery"])
@@ -136,6 +137,20 @@ def test_cli_on_a_saved_model_takes_dataset_and_root_from_its_training_run(train
     assert "d_test_accuracy" not in document["metrics"]  # an export has no D
 
 
+def test_cli_camera_normalization_on_a_saved_model_says_whose_statistics_it_used(trained, exported):
+    result = run_cli(f"--saved_model={exported}", "--camera_normalization")
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(exported, "evaluation_camnorm.json")) as handle:
+        document = json.load(handle)
+    assert "camera-normalised metrics from unlabelled per-camera statistics of the test images" in result.stdout
+    assert "Re-ID, camera-normalised" in result.stdout
+    assert "unlabelled per-camera statistics of the test images" in document["camera_normalization"]["statistics"]
+    # The export's embeddings are the run's: the same camera-normalised ranking as the run's own evaluation.
+    expected = evaluate_run(trained[0], "last", camera_normalization=True)["metrics"]
+    for key in ("mAP", "mAP_camnorm", "rank1_camnorm"):
+        assert document["metrics"][key] == pytest.approx(expected[key], abs=1e-6), key
+
+
 def test_tracklet_dataset_through_a_saved_model(exported, tmp_path):
     document = evaluate_saved_model(exported, "mars", str(write_mars_tree(tmp_path)))
     assert document["dataset"]["is_video"] and document["dataset"]["num_query"] == 2
@@ -158,7 +173,7 @@ def test_queries_without_a_cross_camera_match_are_an_error_naming_the_dataset(tr
 
 def test_a_missing_synthetic_tree_is_not_generated(tmp_path):
     with pytest.raises(DatasetError, match="no synthetic benchmark at .*empty"):
-        load_test_data("synthetic", str(tmp_path / "empty"))
+        load_existing_dataset("synthetic", str(tmp_path / "empty"))
     assert not (tmp_path / "empty").exists()
 
 

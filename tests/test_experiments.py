@@ -37,14 +37,16 @@ def test_schemes_table_holds_each_runs_final_metrics(schemes):
     out, results = schemes
     assert [(run["value"], run["seed"]) for run in results["runs"]] == [("none", 0), ("oce", 0)]
     rows = table_rows(open(os.path.join(out, "results.md")).read())
-    assert rows[0] == ["Scheme", "mAP (%)", "Rank-1 (%)", "Rank-5 (%)", "Rank-10 (%)", "Rank-20 (%)", "mINP (%)",
+    ranking = ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")
+    titles = ["mAP (%)", "Rank-1 (%)", "Rank-5 (%)", "Rank-10 (%)", "Rank-20 (%)", "mINP (%)"]
+    assert rows[0] == ["Scheme", *titles, *(title.replace(" (%)", " cam-norm (%)") for title in titles),
                        "Discrepancy d", "D accuracy (%)"]
     for row, scheme in zip(rows[2:], ["none", "oce"]):
         run_dir = os.path.join(out, f"scheme-{scheme}_seed0")
         with open(os.path.join(run_dir, "report.json")) as handle:
             final = json.load(handle)["final"]
-        assert row == [scheme,
-                       *(f"{100 * final[key]:.1f}" for key in ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")),
+        assert row == [scheme, *(f"{100 * final[key]:.1f}" for key in ranking),
+                       *(f"{100 * final[key + '_camnorm']:.1f}" for key in ranking),
                        f"{final['discrepancy']:.4f}", f"{100 * final['d_test_accuracy']:.1f}"]
     assert len(rows) == 4
     on_disk = json.load(open(os.path.join(out, "results.json")))
@@ -104,6 +106,21 @@ def test_summary_is_mean_and_sample_std_over_seeds():
     row = table_rows(markdown(EXPERIMENTS["schemes"], results, []))[2]
     assert row[:3] == ["grl", "20.0 ± 10.0", f"30.0 ± {100 * np.std([0.2, 0.5, 0.2], ddof=1):.1f}"]
     assert row[7:] == ["0.0200 ± 0.0100", "–"]
+
+
+def test_camera_normalised_columns_appear_where_runs_have_them_and_say_whose_statistics():
+    finals = [{"mAP": 0.1, "mAP_camnorm": 0.3, "rank1_camnorm": 0.4}, {"mAP": 0.3, "mAP_camnorm": 0.5}]
+    runs = [{"value": "oce", "seed": seed, "final": final} for seed, final in enumerate(finals)]
+    results = {"base_config": Config().to_json(), "seeds": [0, 1], "command": "", "parameter": "scheme",
+               "values": ["oce"], "summary": summarize_runs(runs, ["oce"])}
+    text = markdown(EXPERIMENTS["schemes"], results, [])
+    header, _, row = table_rows(text)
+    assert row[header.index("mAP cam-norm (%)")] == "40.0 ± 14.1"
+    assert row[header.index("Rank-1 cam-norm (%)")] == "40.0"  # one seed has it
+    assert "unlabelled per-camera statistics of the test images" in text
+    results["summary"] = summarize_runs([{**run, "final": {"mAP": 0.2}} for run in runs], ["oce"])
+    text = markdown(EXPERIMENTS["schemes"], results, [])
+    assert "cam-norm" not in text and "per-camera statistics" not in text
 
 
 def test_unknown_experiment_or_value_is_refused_before_training(tmp_path):

@@ -123,6 +123,78 @@ def test_matches_reference_on_float_distances_with_skips():
     assert_same_metrics(result, reference_evaluate(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=20))
 
 
+def reference_ranks(distmat, q_pids, g_pids, q_camids, g_camids):
+    """(query, rank) of every true match, from a stable argsort of each row with the ignored entries removed."""
+    queries, ranks = [], []
+    for q in range(len(distmat)):
+        order = np.argsort(distmat[q], kind="stable")
+        kept = order[~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))]
+        positions = np.flatnonzero(g_pids[kept] == q_pids[q]) + 1
+        queries.append(np.full(len(positions), q))
+        ranks.append(positions)
+    return np.concatenate(queries), np.concatenate(ranks)
+
+
+def ranker_ranks(distmat, *ids):
+    """(query, rank) of every true match as the ranker computes them, block by block."""
+    ranker = metrics._MatchRanker(*ids)
+    rows = metrics._block_rows(distmat.shape[1])
+    for start in range(0, len(distmat), rows):
+        ranker.add_block(start, np.ascontiguousarray(distmat[start : start + rows]), "distmat")
+    return np.concatenate(ranker.ranked_rows), np.concatenate(ranker.ranks)
+
+
+def special_values(dtype):
+    """Distances with -0.0 beside +0.0 (equal, so tied), negatives, subnormals and the largest finite value."""
+    info = np.finfo(dtype)
+    return np.array([-3.5, -info.tiny, -0.0, 0.0, info.smallest_subnormal, info.tiny, 0.25, 1.0, info.max], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("block_elements", [1, 50, 2**20])
+def test_ranks_equal_stable_argsort_with_ties_and_special_values(monkeypatch, dtype, block_elements):
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", block_elements)
+    rng = np.random.default_rng(block_elements)
+    for _ in range(10):
+        num_query, num_gallery = int(rng.integers(1, 25)), int(rng.integers(2, 120))
+        distmat = rng.choice(special_values(dtype), (num_query, num_gallery))
+        ids = (
+            rng.integers(0, 4, num_query),
+            rng.integers(0, 5, num_gallery),
+            rng.integers(0, 3, num_query),
+            rng.integers(0, 3, num_gallery),
+        )
+        if not np.any((ids[0][:, None] == ids[1]) & (ids[2][:, None] != ids[3])):
+            continue
+        np.testing.assert_array_equal(ranker_ranks(distmat, *ids), reference_ranks(distmat, *ids))
+
+
+def test_float64_distances_equal_in_float32_are_ranked_exactly():
+    # Values 1 + k * 1e-12 all round to the float32 1.0, so the float32 keys tie them; the exact
+    # order must come from the float64 values (and the gallery index for the true ties among them).
+    rng = np.random.default_rng(5)
+    distmat = 1 + rng.integers(0, 6, (30, 400)) * 1e-12
+    assert np.all(distmat.astype(np.float32) == 1) and len(np.unique(distmat)) == 6
+    distmat[:, ::7] = rng.choice([0.5, 2.0, 1e300, 2e300], (30, len(range(0, 400, 7))))
+    ids = (rng.integers(0, 8, 30), rng.integers(0, 8, 400), rng.integers(0, 4, 30), rng.integers(0, 4, 400))
+    np.testing.assert_array_equal(ranker_ranks(distmat, *ids), reference_ranks(distmat, *ids))
+    assert_same_metrics(evaluate(distmat, *ids), reference_evaluate(distmat, *ids))
+
+
+@pytest.mark.parametrize("block_elements", [100, 2**20])
+def test_ranks_equal_stable_argsort_on_a_larger_split(monkeypatch, block_elements):
+    # Many identities, 6 cameras, integer distances in a small range: every row has long runs of ties,
+    # ignored same-camera entries among them, and some queries have no cross-camera match.
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", block_elements)
+    rng = np.random.default_rng(11)
+    distmat = rng.integers(0, 40, (120, 900)).astype(np.float32)
+    ids = (rng.integers(0, 60, 120), rng.integers(0, 50, 900), rng.integers(0, 6, 120), rng.integers(0, 6, 900))
+    expected = reference_evaluate(distmat, *ids)
+    assert 0 < expected["num_skipped_queries"] < 120
+    np.testing.assert_array_equal(ranker_ranks(distmat, *ids), reference_ranks(distmat, *ids))
+    assert_same_metrics(evaluate(distmat, *ids), expected)
+
+
 def test_pairwise_distance_matches_direct_computation():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((7, 5)), rng.standard_normal((9, 5))

@@ -27,9 +27,10 @@ pytestmark = pytest.mark.slow  # two worker processes: the full suite only
 
 # Ring all-reduce across processes and the local all-reduce of one process sum in other orders (~1e-7); batch-hard
 # mining over the pseudo-identity batch picks its hardest pairs discontinuously, so a near tie can amplify that to
-# ~1e-4 in a few steps (measured 1.8e-4). The strict checks are the workers' bit-identical weights and the same
-# association as the single process.
-TOLERANCE = 5e-4
+# ~1e-4 in a few steps (measured 1.8e-4 on 2026-11-30, 5.7e-4 on 2026-12-02 with main's code unchanged, on a
+# loaded machine). The strict checks are the workers' bit-identical weights and the same association as the single
+# process; this bound only says the two communication paths train the same model.
+TOLERANCE = 2e-3
 REFERENCE = textwrap.dedent(
     """
     import json, sys

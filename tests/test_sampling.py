@@ -72,6 +72,17 @@ def test_no_camera_with_p_identities_is_a_clear_error():
         training_set(records(), min_ids=32)
 
 
+def test_cameras_are_named_by_the_datasets_names():
+    names = ("lobby", "gate 3", "Café")
+    train = training_set(records(ids_per_camera=(6, 2, 5)), min_ids=4, camera_names=names)
+    assert train.class_names == ("lobby", "Café")  # D's classes: the kept cameras in class order
+    assert training_set(records(ids_per_camera=(6, 2, 5)), min_ids=4).class_names == ("camera 1", "camera 3")
+    with pytest.raises(SamplingError, match=r"identities per camera: lobby: 6, gate 3: 5, Café: 2"):
+        training_set(records(), min_ids=32, camera_names=names)
+    with pytest.raises(SamplingError, match=r"^Café has 5 identities, fewer than --num_identities=6"):
+        TripletBatchSampler(train.classes, train.local_ids, 6, 2, camera_names=train.class_names)
+
+
 def test_camera_local_labels_never_link_cameras():
     recs = [ImageRecord("a", 7, 0), ImageRecord("b", 3, 0), ImageRecord("c", 7, 1), ImageRecord("d", 9, 1)]
     assert camera_local_labels(recs) == [(0, 1), (0, 0), (1, 0), (1, 1)]

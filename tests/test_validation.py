@@ -1,6 +1,8 @@
 """The validation split carved out of the training identities: disjoint from training, a query per identity and
 camera, seeded, and refused when it would leave nothing to train on."""
 
+import dataclasses
+
 import pytest
 
 from acan_tf.data import DatasetError
@@ -31,3 +33,9 @@ def test_carved_identities_leave_training_and_form_query_and_gallery():
 def test_a_split_that_leaves_nothing_is_refused(count):
     with pytest.raises(DatasetError, match=rf"--validation_identities={count}: expected 1..9 of the 10 training"):
         carve_validation(dataset(), count, seed=0)
+
+
+def test_camera_local_training_ids_cannot_be_carved():
+    local = dataclasses.replace(dataset(), train_ids_cross_camera=False)
+    with pytest.raises(DatasetError, match=r"--validation_identities=3: toy has no cross-camera identities to hold"):
+        carve_validation(local, 3, seed=0)

@@ -1,7 +1,8 @@
 """Checks a dataset before training: python -m acan_tf.data.check --dataset=market1501 --data_root=/data
 
-Loads the dataset, prints its summary, decodes every image and reports missing, empty or corrupt files
-and the cameras training would drop. Exits non-zero if anything would stop training.
+Loads the dataset, prints its summary, decodes every image and reports missing, empty or corrupt files,
+the cameras training would drop and which evaluation training will make. Exits non-zero if anything would stop
+training.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ import concurrent.futures
 import dataclasses
 import itertools
 import os
+import sys
 from typing import Sequence
 
 from absl import app, flags, logging
 from PIL import Image
 
-from acan_tf.data.datasets import DATASET_NAMES, DatasetError, load_dataset
+from acan_tf.data.datasets import DATASET_NAMES, load_dataset
+from acan_tf.data.holdout import hold_out_frames
 from acan_tf.data.records import ReIDDataset, frame_paths
 from acan_tf.data.summary import dropped_cameras, summarize
+from acan_tf.errors import UserError
 
 # The formats tf.io.decode_image accepts (MPO is PIL's name for a JPEG with extra frames); PIL reads
 # more, but training could not.
@@ -86,26 +90,38 @@ def report_problems(problems: Sequence[FileProblem]) -> list[str]:
     return lines
 
 
+def evaluation_plan(dataset: ReIDDataset) -> str:
+    """Which evaluation training will make of the dataset: retrieval with labels, or what needs none."""
+    if dataset.has_evaluation:
+        return (f"evaluation: retrieval across cameras (mAP, CMC) of {len(dataset.query)} queries against "
+                f"{len(dataset.gallery)} gallery entries")
+    local_ids = len({(record.camid, record.pid) for record in dataset.train})
+    held = len(hold_out_frames(dataset.train).query)
+    return ("evaluation: no query/ and gallery/, so no cross-camera labels: retrieval across cameras cannot be "
+            f"measured; training holds out the first and last frames of {held} of the {local_ids} local ids for "
+            "intra-camera retrieval and reports the association without labels")
+
+
 def check(name: str, data_root: str, min_ids_per_camera: int, num_workers: int = 8) -> int:
-    """Prints the check of one dataset; returns the exit status (0 = ready for training)."""
-    try:
-        dataset = load_dataset(name, data_root)
-    except DatasetError as error:
-        print(f"cannot load {name} from {data_root}:\n{error}")
-        return 1
+    """Prints the check of one dataset; returns the exit status (0 = ready for training).
+
+    A folder that is not the dataset at all raises DatasetError (the command prints it in one line).
+    """
+    dataset = load_dataset(name, data_root)
     print(summarize(dataset, min_ids_per_camera))
     paths = dataset_paths(dataset)
     problems = find_file_problems(paths, num_workers)
     dropped = dropped_cameras(dataset, min_ids_per_camera)
-    usable = dataset.num_cameras - len(dropped)
+    usable = len(dataset.cameras) - len(dropped)
     lines = report_problems(problems)
     lines.append(f"{len(paths)} files checked, {len(problems)} with problems")
     lines.append(
-        f"{usable} of {dataset.num_cameras} cameras have >= {min_ids_per_camera} training identities"
-        + (f"; dropped camids: {', '.join(map(str, dropped))}" if dropped else "")
+        f"{usable} of {len(dataset.cameras)} cameras have >= {min_ids_per_camera} training identities"
+        + (f"; dropped: {', '.join(dataset.camera_names[camid] for camid in dropped)}" if dropped else "")
     )
     if usable == 0:
         lines.append("no usable camera: lower --min_ids_per_camera or check the training split")
+    lines.append(evaluation_plan(dataset))
     print("\n".join(lines))
     return 0 if not problems and usable > 0 else 1
 
@@ -126,7 +142,10 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = flags.FLAGS
-    return check(values.dataset, values.data_root, values.min_ids_per_camera, values.num_workers)
+    try:
+        return check(values.dataset, values.data_root, values.min_ids_per_camera, values.num_workers)
+    except UserError as error:
+        sys.exit(f"acan_tf.data.check: error: {error}")
 
 
 if __name__ == "__main__":

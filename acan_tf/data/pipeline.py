@@ -88,7 +88,9 @@ class TrainingBatches:
         frames_per_tracklet: int,
         seed: int,
         camera_sampling: str = "quota",
+        camera_names: Sequence[str] | None = None,
     ):
+        # `camids` are D's classes and `camera_names` name them in class order (messages only).
         self.local_ids = np.asarray(local_ids, dtype=np.int32)
         self.camids = np.asarray(camids, dtype=np.int32)
         self.is_video = bool(records) and isinstance(records[0], TrackletRecord)
@@ -101,7 +103,7 @@ class TrainingBatches:
             self.first_frame[index], self.num_frames[index] = len(paths), len(frames)
             paths.extend(frames)
         self.paths = np.asarray(paths)
-        self.triplets = TripletBatchSampler(self.camids, self.local_ids, num_identities, num_instances)
+        self.triplets = TripletBatchSampler(self.camids, self.local_ids, num_identities, num_instances, camera_names)
         self.cameras = CameraBatchSampler(self.camids, camera_batch_size, camera_sampling)
         self.seed = seed
         self.triplet_size = num_identities * num_instances
@@ -194,7 +196,7 @@ def _split_streams(images: tf.Tensor, ids: tf.Tensor, camids: tf.Tensor, batches
         "camera_camids": camids[n:m],
     }
     if batches.pseudo_size:
-        streams.update(pseudo_images=images[m:], pseudo_ids=ids[m:])
+        streams.update(pseudo_images=images[m:], pseudo_ids=ids[m:], pseudo_camids=camids[m:])
     return streams
 
 

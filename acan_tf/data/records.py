@@ -28,8 +28,18 @@ Record = Union[ImageRecord, TrackletRecord]
 
 
 def camera_name(camid: int) -> str:
-    """How tables and messages name a camera: by the dataset's own 1-based number (Market-1501's c1-c6)."""
+    """How a benchmark's camera is named: by the dataset's own 1-based number (Market-1501's c1-c6)."""
     return f"camera {camid + 1}"
+
+
+def numbered_camera_names(num_cameras: int) -> tuple[str, ...]:
+    """The names of a benchmark's cameras, index = camid: "camera 1", "camera 2", ..."""
+    return tuple(camera_name(camid) for camid in range(num_cameras))
+
+
+def camera_key(camid: int) -> str:
+    """How files (a deployment's camera statistics) name a dataset camera: c and its 1-based number (Market's c1)."""
+    return f"c{camid + 1}"
 
 
 def frame_paths(record: Record) -> tuple[str, ...]:
@@ -39,7 +49,14 @@ def frame_paths(record: Record) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class ReIDDataset:
-    """A dataset's three splits; `num_cameras` counts the cameras of the whole dataset."""
+    """A dataset's three splits; `num_cameras` is the layout's camera count (Market-1501: 6), `cameras` the data's.
+
+    `camera_names[camid]` is how tables, plots, logs and reports name a camera: a benchmark's numbered cameras
+    by default, the folder names of your own cameras (acan_tf.data.datasets.cameras). Query and gallery are
+    both empty when the dataset has no cross-camera labels (then retrieval cannot be measured).
+    `train_ids_cross_camera`: a training pid names one person in every camera (a benchmark's labels, which only
+    measurements read); False for your own cameras, whose training pids are one person inside one camera.
+    """
 
     name: str
     root: str
@@ -47,11 +64,29 @@ class ReIDDataset:
     query: tuple[Record, ...]
     gallery: tuple[Record, ...]
     num_cameras: int
+    camera_names: tuple[str, ...] = ()
+    train_ids_cross_camera: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.camera_names:
+            object.__setattr__(self, "camera_names", numbered_camera_names(self.num_cameras))
+        if len(self.camera_names) != self.num_cameras:
+            raise ValueError(f"{len(self.camera_names)} camera names for {self.num_cameras} cameras")
 
     @property
     def is_video(self) -> bool:
         """Whether the records are tracklets."""
         return bool(self.train) and isinstance(self.train[0], TrackletRecord)
+
+    @property
+    def has_evaluation(self) -> bool:
+        """Whether query and gallery exist: labelled cross-camera identities that retrieval is measured on."""
+        return bool(self.query) and bool(self.gallery)
+
+    @property
+    def cameras(self) -> tuple[int, ...]:
+        """The camids the data has (in any split), sorted: what tables and messages list."""
+        return tuple(sorted({record.camid for split in (self.train, self.query, self.gallery) for record in split}))
 
 
 def camera_local_labels(records: Sequence[Record]) -> list[tuple[int, int]]:

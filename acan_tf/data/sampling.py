@@ -13,9 +13,10 @@ import numpy as np
 
 from acan_tf.data.records import Record, camera_local_labels, camera_name
 from acan_tf.data.summary import identities_per_camera
+from acan_tf.errors import UserError
 
 
-class SamplingError(ValueError):
+class SamplingError(UserError, ValueError):
     """The training set cannot fill the requested batches; the message names the flag to change."""
 
 
@@ -24,7 +25,7 @@ class TrainingSet:
     """What training consumes: records, camera-local ids, and D's class index of each record's camera.
 
     `camera_classes` maps each kept dataset camid to a class 0..C'-1; `dropped` maps each dropped
-    camid to its number of identities.
+    camid to its number of identities; `class_names` names D's classes in class order.
     """
 
     records: tuple[Record, ...]
@@ -32,14 +33,22 @@ class TrainingSet:
     classes: np.ndarray
     camera_classes: dict[int, int]
     dropped: dict[int, int]
+    class_names: tuple[str, ...] = ()
 
 
-def training_set(records: Sequence[Record], min_ids: int) -> TrainingSet:
-    """Relabels ids camera-locally; keeps cameras with ≥ `min_ids` identities (the paper drops MSMT17's camera 2)."""
+def training_set(records: Sequence[Record], min_ids: int, camera_names: Sequence[str] | None = None) -> TrainingSet:
+    """Relabels ids camera-locally; keeps cameras with ≥ `min_ids` identities (the paper drops MSMT17's camera 2).
+
+    `camera_names[camid]` names the cameras (a benchmark's numbered names when None).
+    """
     counts = identities_per_camera(records)
     kept = [camid for camid, n in counts.items() if n >= min_ids]
+
+    def name(camid: int) -> str:
+        return camera_names[camid] if camera_names is not None else camera_name(camid)
+
     if not kept:
-        listing = ", ".join(f"{camera_name(camid)}: {n}" for camid, n in counts.items())
+        listing = ", ".join(f"{name(camid)}: {n}" for camid, n in counts.items())
         raise SamplingError(
             f"no camera has the {min_ids} identities a triplet batch needs (--num_identities / "
             f"--min_ids_per_camera); identities per camera: {listing}"
@@ -49,7 +58,7 @@ def training_set(records: Sequence[Record], min_ids: int) -> TrainingSet:
     local_ids = np.array([local for _, local in camera_local_labels(selected)], dtype=np.int32)
     classes = np.array([camera_classes[r.camid] for r in selected], dtype=np.int32)
     dropped = {camid: n for camid, n in counts.items() if n < min_ids}
-    return TrainingSet(tuple(selected), local_ids, classes, camera_classes, dropped)
+    return TrainingSet(tuple(selected), local_ids, classes, camera_classes, dropped, tuple(map(name, kept)))
 
 
 class TripletBatchSampler:
@@ -60,7 +69,7 @@ class TripletBatchSampler:
     """
 
     def __init__(self, camids: Sequence[int], local_ids: Sequence[int], num_identities: int,
-                 num_instances: int):
+                 num_instances: int, camera_names: Sequence[str] | None = None):
         camids, local_ids = np.asarray(camids), np.asarray(local_ids)
         self.num_identities, self.num_instances = num_identities, num_instances
         self.cameras = np.unique(camids)
@@ -71,7 +80,8 @@ class TripletBatchSampler:
             groups = [in_camera[ids == pid] for pid in np.unique(ids)]
             if len(groups) < num_identities:
                 raise SamplingError(
-                    f"{camera_name(camid)} has {len(groups)} identities, fewer than --num_identities="
+                    f"{camera_names[camid] if camera_names else camera_name(camid)} has {len(groups)} identities, "
+                    f"fewer than --num_identities="
                     f"{num_identities}; drop it (--min_ids_per_camera) or lower --num_identities"
                 )
             self.groups.append(groups)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from acan_tf.data.records import Record, ReIDDataset, camera_name
+from acan_tf.data.records import Record, ReIDDataset
 
 
 def identities_per_camera(records: Sequence[Record]) -> dict[int, int]:
@@ -16,9 +16,9 @@ def identities_per_camera(records: Sequence[Record]) -> dict[int, int]:
 
 
 def dropped_cameras(dataset: ReIDDataset, min_ids_per_camera: int) -> tuple[int, ...]:
-    """Camids whose training set has fewer than `min_ids_per_camera` identities (they cannot fill P)."""
+    """Camids of the data whose training set has fewer than `min_ids_per_camera` identities (they cannot fill P)."""
     counts = identities_per_camera(dataset.train)
-    return tuple(camid for camid in range(dataset.num_cameras) if counts.get(camid, 0) < min_ids_per_camera)
+    return tuple(camid for camid in dataset.cameras if counts.get(camid, 0) < min_ids_per_camera)
 
 
 def summarize(dataset: ReIDDataset, min_ids_per_camera: int | None = None) -> str:
@@ -32,18 +32,18 @@ def summarize(dataset: ReIDDataset, min_ids_per_camera: int | None = None) -> st
     ids = identities_per_camera(dataset.train)
     camera_header: tuple[str, ...] = ("camera", "# ids", f"# {unit}")
     camera_rows = [
-        (camera_name(camid), ids.get(camid, 0), sum(r.camid == camid for r in dataset.train))
-        for camid in range(dataset.num_cameras)
+        (dataset.camera_names[camid], ids.get(camid, 0), sum(r.camid == camid for r in dataset.train))
+        for camid in dataset.cameras
     ]
     if min_ids_per_camera is not None:
         dropped = dropped_cameras(dataset, min_ids_per_camera)
         camera_header += ("training",)
         camera_rows = [
             row + (f"dropped (< {min_ids_per_camera} ids)" if camid in dropped else "kept",)
-            for camid, row in enumerate(camera_rows)
+            for camid, row in zip(dataset.cameras, camera_rows)
         ]
     return "\n".join(
-        [f"{dataset.name} at {dataset.root}: {dataset.num_cameras} cameras"]
+        [f"{dataset.name} at {dataset.root}: {len(dataset.cameras)} cameras"]
         + _table(("subset", "# ids", f"# {unit}", "# cameras"), split_rows)
         + ["train identities per camera:"]
         + _table(camera_header, camera_rows)

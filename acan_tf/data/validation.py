@@ -18,6 +18,9 @@ from acan_tf.data.records import ReIDDataset, frame_paths
 
 def carve_validation(dataset: ReIDDataset, num_identities: int, seed: int) -> ReIDDataset:
     """The dataset with `num_identities` training identities moved out of train into its query and gallery."""
+    if not dataset.train_ids_cross_camera:
+        raise DatasetError(f"--validation_identities={num_identities}: {dataset.name} has no cross-camera identities "
+                           "to hold out (its training ids are camera-local); add a labelled query/ and gallery/")
     pids = sorted({record.pid for record in dataset.train})
     if not 0 < num_identities < len(pids):
         raise DatasetError(f"--validation_identities={num_identities}: expected 1..{len(pids) - 1} of the "

@@ -8,12 +8,15 @@ from typing import Sequence
 
 from absl import logging
 
+from acan_tf.data import DatasetError, load_existing_dataset
 from acan_tf.deploy import parity, quantize
+from acan_tf.deploy.camera_stats import model_fingerprint, probe_images, run_statistics
 from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, model_card
 from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.serving import write_saved_model
 from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_version
-from acan_tf.evaluation.runner import load_test_data
+from acan_tf.errors import UserError
+from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics
 from acan_tf.io import write_json
 from acan_tf.model.builder import load_run
 from acan_tf.run_dir import RunDir
@@ -24,7 +27,7 @@ SAVED_MODEL_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export option is unusable; the message names the flag."""
 
 
@@ -70,10 +73,12 @@ def export_run(
     int8_quantization: str = "static",
     int8_calibration_images: int = quantize.CALIBRATION_IMAGES,
 ) -> ExportResult:
-    """Writes OUT/NAME/VERSION (SavedModel files, model.onnx, model_int8.onnx, model.json) only if every format passes.
+    """Writes OUT/NAME/VERSION (SavedModel files, model.onnx, model_int8.onnx, camera_stats.json, model.json) only if
+    every format passes.
 
     The float formats must match Keras on sample inputs; the int8 model must keep the Keras model's test mAP
-    within `int8_map_tolerance`.
+    within `int8_map_tolerance`. camera_stats.json holds each training camera's statistics (camera-aware
+    normalisation) from the run's training images, unlabelled; it is left out, with a warning, if they are gone.
     """
     formats = check_formats(formats)
     check_model_name(model_name)
@@ -84,10 +89,11 @@ def export_run(
     config, acan, info = load_run(run_dir, checkpoint)
     metrics = final_metrics(run_dir)
     # Loaded before anything is written: a run whose data is gone is refused at once.
-    data = load_test_data(config.dataset, config.data_root) if "onnx_int8" in formats else None
+    data = load_existing_dataset(config.dataset, config.data_root) if "onnx_int8" in formats else None
     height, width = config.image_height, config.image_width
     images, tracklets = parity.sample_inputs(height, width)
     reference = {"images": parity.keras_embeddings(acan, images), "tracklets": parity.keras_embeddings(acan, tracklets)}
+    statistics = _camera_statistics(acan, config, data, run_dir)
 
     with staged_version(model_dir, version) as staging:
         differences, tolerances = {}, {}
@@ -119,6 +125,21 @@ def export_run(
         if int8 is not None:
             figures["onnx_int8"] = int8
             export["quantization"] = int8["quantization"]
-        card = model_card(config, info, metrics, int(reference["images"].shape[1]), export, figures)
+        if statistics is not None:
+            statistics.save(os.path.join(staging, STATISTICS_FILE))
+        card = model_card(config, info, metrics, int(reference["images"].shape[1]), export, figures,
+                          model_fingerprint(acan.encoder), statistics)
         write_json(os.path.join(staging, MODEL_CARD), card)
     return ExportResult(os.path.join(model_dir, str(version)), version, card)
+
+
+def _camera_statistics(acan, config, data, run_dir: str) -> CameraStatistics | None:
+    """The training cameras' statistics for camera_stats.json, or None (warned) if the training data is gone."""
+    try:
+        data = data or load_existing_dataset(config.dataset, config.data_root)
+    except DatasetError as error:
+        logging.warning("no %s in the export: the training data of %s cannot be read (%s); compute each camera's "
+                        "statistics with python -m acan_tf.camera_stats", STATISTICS_FILE, run_dir, error)
+        return None
+    probe = parity.keras_embeddings(acan, probe_images(config.image_height, config.image_width))
+    return run_statistics(acan.encoder, config, data, model_fingerprint(acan.encoder), probe)

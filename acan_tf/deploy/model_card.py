@@ -10,6 +10,7 @@ import tf2onnx
 
 from acan_tf.config import Config
 from acan_tf.deploy import serving
+from acan_tf.evaluation.camera_norm import SPACE, STATISTICS_FILE, CameraStatistics
 from acan_tf.model.backbones import NORMALISATIONS, get_spec
 from acan_tf.versions import package_versions
 
@@ -25,8 +26,13 @@ def model_card(
     embedding_size: int,
     export: dict,
     parity: dict[str, float],
+    fingerprint: str | None = None,
+    camera_statistics: CameraStatistics | None = None,
 ) -> dict:
-    """The model card of one export; `export` describes it (name, version, formats, checkpoint, run_dir, opset...)."""
+    """The model card of one export; `export` describes it (name, version, formats, checkpoint, run_dir, opset...).
+
+    `fingerprint` names the model's weights; `camera_statistics`, written beside it, are summarised.
+    """
     height, width = config.image_height, config.image_width
     style = get_spec(config.backbone).normalisation
     files = {}
@@ -67,6 +73,14 @@ def model_card(
         "output": {"name": serving.EMBEDDINGS, "dtype": "float32", "shape": [None, embedding_size],
                    "l2_normalised": True},
         "embedding_size": embedding_size,
+        "fingerprint": fingerprint,
+        "camera_statistics": None if camera_statistics is None else {
+            "path": STATISTICS_FILE,
+            "model_fingerprint": camera_statistics.fingerprint,
+            "cameras": {name: camera_statistics.counts[name] for name in camera_statistics.cameras},
+            "source": camera_statistics.source,
+            "applied": SPACE,
+        },
         "backbone": config.backbone,
         "dataset": run_info.get("dataset", config.dataset),
         "scheme": config.scheme,

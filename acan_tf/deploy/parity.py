@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from acan_tf.deploy import serving
 from acan_tf.deploy.onnx_export import run_onnx, tracklet_embeddings
+from acan_tf.errors import UserError
 from acan_tf.evaluation.features import l2_normalize
 from acan_tf.model.acan import ACAN
 
@@ -14,7 +15,7 @@ NUM_IMAGES = 4
 NUM_TRACKLETS, NUM_FRAMES = 2, 3
 
 
-class ParityError(RuntimeError):
+class ParityError(UserError, RuntimeError):
     """An exported model's embeddings differ from the Keras model's by more than the tolerance."""
 
 

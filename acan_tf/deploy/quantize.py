@@ -22,6 +22,7 @@ from acan_tf.config import Config
 from acan_tf.data.pipeline import inference_dataset
 from acan_tf.data.records import ImageRecord, Record, ReIDDataset, frame_paths
 from acan_tf.deploy import parity, serving
+from acan_tf.errors import UserError
 from acan_tf.evaluation.features import extract_features
 from acan_tf.evaluation.reid import evaluate_reid_features
 from acan_tf.model.acan import ACAN
@@ -34,7 +35,7 @@ CALIBRATION_BATCH = 32
 COMPARED = ("mAP", "rank1")
 
 
-class QuantizationError(ValueError):
+class QuantizationError(UserError, ValueError):
     """An int8 option or its data is unusable; the message names the flag or the folder."""
 
 

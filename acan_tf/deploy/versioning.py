@@ -8,8 +8,10 @@ import shutil
 import uuid
 from typing import Iterator
 
+from acan_tf.errors import UserError
 
-class VersionError(ValueError):
+
+class VersionError(UserError, ValueError):
     """A model name or version is unusable, or the version folder already exists; the message names it."""
 
 

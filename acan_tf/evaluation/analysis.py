@@ -30,9 +30,11 @@ RANKED_QUERIES = 8
 RANKED_TOPK = 10
 
 
-def camera_names(camera_classes: Mapping[int, int]) -> list[str]:
-    """Names of D's classes in class order, from {camid: class index}."""
-    return [camera_name(camid) for camid, _ in sorted(camera_classes.items(), key=lambda item: item[1])]
+def camera_names(camera_classes: Mapping[int, int], names: Sequence[str] | None = None) -> list[str]:
+    """Names of D's classes in class order, from {camid: class index} and the dataset's `names[camid]` (a benchmark's
+    numbered names when None)."""
+    ordered = [camid for camid, _ in sorted(camera_classes.items(), key=lambda item: item[1])]
+    return [names[camid] if names is not None else camera_name(camid) for camid in ordered]
 
 
 def write_analyses(
@@ -45,11 +47,13 @@ def write_analyses(
     camera_names: Sequence[str] | None = None,
     step: int = 0,
     max_points: int = 2000,
+    dataset_camera_names: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """Writes the figures of an evaluation made with keep_features=True; returns {name: PNG path}."""
     # PNGs go to plots_dir, TensorBoard images (at `step`) and the projector to logdir.
-    # `history` is report.json's "evaluations"; `camera_names` label D's classes in order. With re-ranked
-    # "distances" in the evaluation, the ranked list shows the re-ranked order.
+    # `history` is report.json's "evaluations"; `camera_names` label D's classes in order, `dataset_camera_names`
+    # the dataset's cameras by camid (t-SNE, ranked list). With re-ranked "distances" in the evaluation, the ranked
+    # list shows the re-ranked order.
     missing = [key for key in ("query_features", "gallery_features", "cmc") if key not in evaluation]
     if missing:
         raise ValueError(f"evaluation lacks {missing}: evaluate with keep_features=True")
@@ -73,10 +77,11 @@ def write_analyses(
         written["camera_confusion"] = plots.plot_confusion_matrix(
             np.asarray(evaluation["camera_confusion"]), path("camera_confusion"), camera_names=camera_names
         )
-    written["tsne"] = plots.plot_tsne(features, camids, path("tsne"), max_points=max_points)
+    written["tsne"] = plots.plot_tsne(features, camids, path("tsne"), max_points=max_points,
+                                      camera_names=dataset_camera_names)
     written["cmc"] = plots.plot_cmc(np.asarray(evaluation["cmc"]), path("cmc"), max_rank=20)
     written["ranked_list"] = _ranked_list(q_feats, g_feats, query, gallery, evaluation.get("distances"),
-                                          path("ranked_list"))
+                                          path("ranked_list"), dataset_camera_names)
     if len(history) >= 2:
         written["convergence"] = plots.plot_convergence(list(history), path("convergence"))
 
@@ -86,7 +91,7 @@ def write_analyses(
     return written
 
 
-def _ranked_list(q_feats, g_feats, query, gallery, distances, path: str) -> str:
+def _ranked_list(q_feats, g_feats, query, gallery, distances, path: str, camera_names=None) -> str:
     """The ranked-list figure for evenly spaced queries that have a true match in another camera."""
     q_pids, q_camids = record_ids(query)
     g_pids, g_camids = record_ids(gallery)
@@ -103,5 +108,6 @@ def _ranked_list(q_feats, g_feats, query, gallery, distances, path: str) -> str:
     return plots.plot_ranked_list(
         [frame_paths(query[i]) for i in shown], [frame_paths(r) for r in gallery], rows.astype(np.float64),
         q_pids[shown], g_pids, q_camids[shown], g_camids, path, topk=RANKED_TOPK, num_queries=len(shown),
+        camera_names=camera_names,
     )
 

@@ -1,4 +1,4 @@
-"""Camera-aware normalisation: each camera's mean embedding subtracted, then L2-normalised (NumPy only).
+"""Camera-aware normalisation: each camera's mean embedding subtracted, then L2-normalised.
 
 A camera's statistics come from *unlabelled* images of that camera (its footage at deployment; the test images of
 that camera at evaluation): no identity is read. For a feature x of camera c,
@@ -24,6 +24,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from acan_tf.errors import UserError
+from acan_tf.evaluation.features import l2_normalize
 from acan_tf.io import write_json
 
 STATISTICS_FILE = "camera_stats.json"
@@ -36,23 +37,21 @@ class CameraStatisticsError(UserError):
     """A statistics file is malformed, belongs to another model, or does not fit the features; the message names it."""
 
 
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit Euclidean norm (the norm floored at 1e-12, as in evaluation)."""
-    return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
-
-
 @dataclasses.dataclass(frozen=True)
 class CameraStatistics:
     """Per-camera mean embeddings (and how many images each came from) of one model, and their global mean.
 
     `fingerprint` names the model (None: not tied to one, e.g. statistics computed on the fly in evaluation);
-    `source` says in words which unlabelled images the means come from.
+    `source` says in words which unlabelled images the means come from; `probe` holds the model's L2-normalised
+    embeddings of fixed probe images (acan_tf.deploy.camera_stats), which a client that cannot read the model's
+    fingerprint (TF Serving's REST client) compares with the served model's.
     """
 
     means: Mapping[str, np.ndarray]
     counts: Mapping[str, int]
     fingerprint: str | None = None
     source: str = ""
+    probe: np.ndarray | None = None
 
     def __post_init__(self):
         if not self.means:
@@ -68,7 +67,7 @@ class CameraStatistics:
 
     @classmethod
     def from_features(cls, features: np.ndarray, cameras: Sequence, fingerprint: str | None = None,
-                      source: str = "") -> CameraStatistics:
+                      source: str = "", probe: np.ndarray | None = None) -> CameraStatistics:
         """Statistics of `features` [N, D] (raw or L2-normalised) grouped by `cameras` [N] (any keys, kept as str)."""
         features = np.asarray(features, np.float64)
         keys = np.array([str(camera) for camera in cameras])
@@ -79,7 +78,7 @@ class CameraStatistics:
         names = sorted(set(keys.tolist()))
         means = {name: unit[keys == name].mean(axis=0) for name in names}
         counts = {name: int(np.sum(keys == name)) for name in names}
-        return cls(means, counts, fingerprint, source)
+        return cls(means, counts, fingerprint, source, probe)
 
     @property
     def feature_dim(self) -> int:
@@ -148,6 +147,7 @@ class CameraStatistics:
             "cameras": {name: {"count": int(self.counts[name]), "mean": np.asarray(self.means[name]).tolist()}
                         for name in self.cameras},
             "global": {"count": int(sum(self.counts.values())), "mean": self.global_mean.tolist()},
+            "probe": None if self.probe is None else np.asarray(self.probe).tolist(),
         }
 
     @classmethod
@@ -164,11 +164,15 @@ class CameraStatistics:
             cameras = document["cameras"]
             means = {str(name): np.asarray(entry["mean"], np.float64) for name, entry in cameras.items()}
             counts = {str(name): int(entry["count"]) for name, entry in cameras.items()}
-            statistics = cls(means, counts, document.get("model_fingerprint"), str(document.get("source", "")))
+            probe = None if document.get("probe") is None else np.asarray(document["probe"], np.float64)
+            statistics = cls(means, counts, document.get("model_fingerprint"), str(document.get("source", "")), probe)
         except (KeyError, TypeError, ValueError, AttributeError, CameraStatisticsError) as error:
             raise CameraStatisticsError(f"{where}: {expected}; {type(error).__name__}: {error}") from error
         if not all(np.all(np.isfinite(mean)) for mean in means.values()):
             raise CameraStatisticsError(f"{where}: a camera's mean holds a non-finite number")
+        if probe is not None and (probe.ndim != 2 or probe.shape[1] != statistics.feature_dim):
+            raise CameraStatisticsError(f"{where}: probe embeddings of shape {probe.shape}, expected [N, "
+                                        f"{statistics.feature_dim}]")
         if document.get("feature_dim") not in (None, statistics.feature_dim):
             raise CameraStatisticsError(f"{where}: feature_dim {document['feature_dim']} but means of "
                                         f"{statistics.feature_dim} numbers")

@@ -11,11 +11,13 @@ valid query's M true matches among its kept gallery entries:
 
 Only the ranks of the true matches matter, so no gallery row is sorted: the rank of a match is the
 number of kept entries that precede it in (distance, gallery index) order, plus one. Each block of
-queries is scanned once for the entries no farther than the query's last match; each of those is
-placed among the (few) sorted match distances with a binary search, and counting the entries per gap
-between consecutive matches gives every rank. The cost is one pass over the distances plus a search
-per entry closer than the query's last match: a small part of the gallery for a trained model; for
+queries is scanned once for the "candidates", the kept entries no farther than their query's last
+match; the candidates of the whole block are sorted at once as integer keys that order by (query,
+distance, gallery index), and each match's place among them is its rank. The cost is one pass over
+the distances plus a sort of the candidates: a small part of the gallery for a trained model; for
 random features (matches spread down the whole list) it approaches the time of a full argsort.
+Float32 distances map to such keys exactly; wider ones are keyed by their float32 rounding, and the
+few candidates whose rounding equals a match's are recounted with their exact distance.
 
 `evaluate_features` never holds the whole distance matrix: it computes `chunk_size` query rows at a
 time (default: as many as fit in 256 MiB) with one matrix product each, through the same
@@ -171,21 +173,21 @@ class _MatchRanker:
         junk = slice(*np.searchsorted(self.junk_rows, [start, stop]))
         rows, cols = self.match_rows[match] - start, self.match_cols[match]
         values = block[rows, cols]
-        order = np.lexsort((cols, values, rows))
-        rows, cols, values = rows[order], cols[order], values[order]
-        bounds = np.searchsorted(rows, np.arange(len(block) + 1))  # each query's matches
-
-        junk_rows, junk_cols = self.junk_rows[junk] - start, self.junk_cols[junk]
-        e_rows, e_cols, e_values = _candidates(block, values, bounds, junk_rows, junk_cols)
+        flat, row_bounds = _candidates(block, rows, values, self.junk_rows[junk] - start, self.junk_cols[junk])
+        e_values = block.ravel()[flat]
         if not np.all(np.isfinite(e_values)):
             _raise_not_finite(block, start, name)
-        gap = _gap_of_candidates(e_rows, e_cols, e_values, rows, cols, values, bounds, block.shape[1])
-        # Candidates per gap (query r owns the gaps bounds[r] + r ... bounds[r + 1] + r), cumulated:
-        # a match's rank counts the candidates up to and including its own gap.
-        cumulated = np.cumsum(np.bincount(gap, minlength=len(values) + len(block)))
-        row_first_gap = bounds[rows] + rows
-        before_row = np.where(row_first_gap > 0, cumulated[row_first_gap - 1], 0)
-        self.ranks.append(cumulated[np.arange(len(values)) + rows] - before_row)
+        e_rows = np.repeat(np.arange(len(block)), np.diff(row_bounds))
+        keys = np.sort(_order_keys(e_rows, e_values, flat - e_rows * block.shape[1], block.shape[1]))
+        match_keys = _order_keys(rows, values, cols, block.shape[1])
+        # The matches are candidates themselves: a match's place among the sorted candidates of its
+        # row is the number of kept entries before it.
+        position = np.searchsorted(keys, match_keys)
+        if block.dtype.itemsize > 4:
+            position += _wide_tie_correction(keys, block, match_keys, rows, cols, values)
+        order = np.argsort(position)
+        rows = rows[order]
+        self.ranks.append(position[order] - row_bounds[rows] + 1)
         self.ranked_rows.append(rows + start)
 
     def summary(self, max_rank: int) -> dict:
@@ -211,35 +213,55 @@ class _MatchRanker:
         }
 
 
-def _candidates(block, values, bounds, junk_rows, junk_cols):
-    """Rows, columns and distances of the kept entries no farther than their query's last match."""
-    # Only these can precede a match; query r's matches are values[bounds[r]:bounds[r + 1]], sorted.
-    has_match = bounds[1:] > bounds[:-1]
+def _candidates(block, rows, values, junk_rows, junk_cols):
+    """Flat indices of the kept entries no farther than their query's last match, and where each row's start."""
+    # Only these can precede a match; rows without a match keep none (-inf).
     last = np.full(len(block), -np.inf, dtype=block.dtype)
-    last[has_match] = values[bounds[1:][has_match] - 1]
+    np.maximum.at(last, rows, values)
     candidate = block <= last[:, None]
     candidate[junk_rows, junk_cols] = False
     flat = np.flatnonzero(candidate)
-    e_rows = flat // block.shape[1]
-    return e_rows, flat - e_rows * block.shape[1], block.ravel()[flat]
+    return flat, np.searchsorted(flat, np.arange(len(block) + 1) * block.shape[1])
 
 
-def _gap_of_candidates(e_rows, e_cols, e_values, rows, cols, values, bounds, num_gallery):
-    """Per candidate: index of the first sorted match it precedes, plus its row (each row has a last gap)."""
-    gap = np.empty(len(e_rows), dtype=np.int64)
-    e_bounds = np.searchsorted(e_rows, np.arange(len(bounds)))
-    # A binary search among the query's few match distances; queries without matches have no candidates.
-    for r in np.flatnonzero(bounds[1:] > bounds[:-1]):
-        entries = slice(e_bounds[r], e_bounds[r + 1])
-        gap[entries] = bounds[r] + values[bounds[r] : bounds[r + 1]].searchsorted(e_values[entries])
-    # A candidate at exactly a match's distance precedes it only if earlier in the gallery: place
-    # those by (first index of the group of equal match distances, gallery index).
-    tied = np.flatnonzero(values[gap] == e_values)
-    group_start = np.arange(len(values))
-    group_start[1:][(rows[1:] == rows[:-1]) & (values[1:] == values[:-1])] = 0
-    group_start = np.maximum.accumulate(group_start)
-    gap[tied] = np.searchsorted(group_start * num_gallery + cols, gap[tied] * num_gallery + e_cols[tied])
-    return gap + e_rows
+def _order_keys(rows, values, cols, num_gallery):
+    """uint64 keys that sort as (row, distance, gallery index): float32 distances exactly, wider ones to float32."""
+    # Adding 0 turns -0.0 into +0.0, which compares equal to it.
+    with np.errstate(over="ignore"):  # a wider distance beyond float32's range rounds to inf, still in order
+        code = (values.astype(np.float32, copy=False) + np.float32(0)).view(np.int32)
+    # Flipping the magnitude bits of the negative floats makes their bits order as int32s do; flipping the
+    # sign bit then makes them order as uint32s.
+    code ^= (code >> 31) & np.int32(2**31 - 1)
+    code ^= np.int32(-(2**31))
+    # Row and column take at most 32 bits beside the code: a block holds at most _BLOCK_ELEMENTS entries
+    # (or one row), so this holds for galleries of fewer than 2**31 entries.
+    keys = rows.astype(np.uint64) << np.uint64(32)
+    keys |= code.view(np.uint32)
+    keys <<= np.uint64(_col_bits(num_gallery))
+    keys |= cols.astype(np.uint64, copy=False)
+    return keys
+
+
+def _col_bits(num_gallery: int) -> int:
+    """Bits of an order key that hold the gallery index."""
+    return int(num_gallery - 1).bit_length()
+
+
+def _wide_tie_correction(keys, block, match_keys, rows, cols, values):
+    """Per match: how many more candidates precede it than its float32 key says (distances wider than float32)."""
+    # Candidates whose distance rounds to the match's float32 are sorted by gallery index alone:
+    # recount those by their exact distance. Outside such a group the float32 order is exact.
+    col_bits = np.uint64(_col_bits(block.shape[1]))
+    group = (match_keys >> col_bits) << col_bits
+    first = np.searchsorted(keys, group)
+    sizes = np.searchsorted(keys, group + (np.uint64(1) << col_bits)) - first
+    owner, members = _concatenated_ranges(first, sizes)
+    member_cols = (keys[members] & ((np.uint64(1) << col_bits) - np.uint64(1))).astype(np.int64)
+    member_values = block[rows[owner], member_cols]
+    before_exact = (member_values < values[owner]) | ((member_values == values[owner]) & (member_cols < cols[owner]))
+    before_keys = member_cols < cols[owner]
+    counts = len(match_keys)
+    return np.bincount(owner[before_exact], minlength=counts) - np.bincount(owner[before_keys], minlength=counts)
 
 
 def _concatenated_ranges(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

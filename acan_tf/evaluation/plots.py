@@ -105,8 +105,9 @@ def plot_tsne(
     seed: int = 0,
     perplexity: float = 30.0,
     title: str = "t-SNE of features, coloured by camera",
+    camera_names: Sequence[str] | None = None,
 ) -> PathOrFile:
-    """2-D t-SNE of the features, one colour per camera (Figs. 1, 7)."""
+    """2-D t-SNE of the features, one colour per camera (Figs. 1, 7); `camera_names[camid]` labels the cameras."""
     # Imported here: scikit-learn is slow to import and only this figure needs it.
     from sklearn.manifold import TSNE
 
@@ -142,7 +143,8 @@ def plot_tsne(
     for camid in np.unique(camids):
         colour = colours[camid]
         points = embedded[camids == camid]
-        ax.scatter(points[:, 0], points[:, 1], s=8, color=colour, label=camera_name(int(camid)), alpha=0.8)
+        ax.scatter(points[:, 0], points[:, 1], s=8, color=colour, label=_camera_label(int(camid), camera_names),
+                   alpha=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{title} ({len(features)} points)")
@@ -187,11 +189,13 @@ def plot_ranked_list(
     topk: int = 10,
     num_queries: int = 8,
     image_size: tuple[int, int] = (128, 64),
+    camera_names: Sequence[str] | None = None,
 ) -> PathOrFile:
     """Queries and their top-k gallery matches, green border for a true match, red for a false one.
 
     `distances_or_ranking` is either a float (Q, G) distance matrix or an integer (Q, >=1) array of
-    gallery indices, best first. Tracklets show their first frame; `image_size` is (height, width).
+    gallery indices, best first. Tracklets show their first frame; `image_size` is (height, width);
+    `camera_names[camid]` names the cameras.
     """
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
@@ -218,14 +222,14 @@ def plot_ranked_list(
             spine.set_linewidth(3)
 
     for row_axes, q in zip(axes, rows.astype(int)):
-        show(row_axes[0], query_paths[q], f"pid {q_pids[q]} {camera_name(int(q_camids[q]))}", "black")
+        show(row_axes[0], query_paths[q], f"pid {q_pids[q]} {_camera_label(int(q_camids[q]), camera_names)}", "black")
         # Market protocol: the same person seen by the query's own camera is not a retrieval.
         ranked = [
             g for g in ranking[q] if not (g_pids[g] == q_pids[q] and g_camids[g] == q_camids[q])
         ][:topk]
         for ax, g in zip(row_axes[1:], ranked):
             border = _MATCH_COLOUR if g_pids[g] == q_pids[q] else _MISMATCH_COLOUR
-            show(ax, gallery_paths[g], f"pid {g_pids[g]} {camera_name(int(g_camids[g]))}", border)
+            show(ax, gallery_paths[g], f"pid {g_pids[g]} {_camera_label(int(g_camids[g]), camera_names)}", border)
         for ax in row_axes[1 + len(ranked):]:
             ax.axis("off")
     axes[0, 0].set_title("query", fontsize=9)
@@ -373,6 +377,11 @@ def _draw_confusion(ax: Axes, matrix: np.ndarray, names: Sequence[str], vmax: fl
             colour = "white" if value > 0.6 * vmax else "black"
             ax.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
     return image
+
+
+def _camera_label(camid: int, camera_names: Sequence[str] | None) -> str:
+    """A camera's name: the dataset's, or a benchmark's numbered name when none is given."""
+    return camera_names[camid] if camera_names is not None else camera_name(camid)
 
 
 def _camera_colours(num_cameras: int) -> list[tuple[float, float, float, float]]:

@@ -15,11 +15,12 @@ from typing import Iterator
 import tensorflow as tf
 
 from acan_tf.config import Config
-from acan_tf.data import DATASET_NAMES, DatasetError, load_dataset
+from acan_tf.data import load_existing_dataset
 from acan_tf.data.pipeline import find_unreadable
 from acan_tf.data.records import ReIDDataset, frame_paths
 from acan_tf.deploy.model_card import MODEL_CARD
 from acan_tf.deploy.saved_model_features import saved_model_features
+from acan_tf.errors import UserError
 from acan_tf.evaluation import reported
 from acan_tf.evaluation.analysis import camera_names, write_analyses
 from acan_tf.evaluation.reid import Reranking, evaluate_reid, evaluate_reid_features
@@ -30,7 +31,7 @@ from acan_tf.run_dir import RunDir, RunDirectoryError, read_json
 KIND = "acan_tf.evaluation"
 
 
-class EvaluateError(ValueError):
+class EvaluateError(UserError, ValueError):
     """An option or input of the evaluation is unusable; the message names the flag or file."""
 
 
@@ -43,10 +44,16 @@ def evaluate_run(
     reranking: Reranking | None = None,
     analyses: bool = False,
     max_points: int = 2000,
+    camera_normalization: bool = False,
 ) -> dict:
-    """The evaluation document of a run's checkpoint; with `analyses`, the figures go into the run directory."""
+    """The evaluation document of a run's checkpoint; with `analyses`, the figures go into the run directory.
+
+    With `camera_normalization` the ranking metrics are reported again on features normalised by unlabelled
+    per-camera statistics of the test images (acan_tf.evaluation.camera_norm).
+    """
     config, acan, info = load_run(run_dir, checkpoint)
-    data = load_test_data(dataset or config.dataset, _data_root(dataset, data_root, config, f"the run {run_dir}"))
+    root = _data_root(dataset, data_root, config, f"the run {run_dir}")
+    data = load_existing_dataset(dataset or config.dataset, root)
     # D's classes are the training dataset's cameras: its confusion means nothing on another dataset.
     same_data = dataset in (None, config.dataset) and data_root in (None, config.data_root)
     camera_classes = {int(camid): index for camid, index in info["camera_classes"].items()}
@@ -55,16 +62,19 @@ def evaluate_run(
             acan.encoder, data.query, data.gallery, config.image_height, config.image_width,
             batch_size or config.eval_batch_size, config.normalize_features,
             acan.discriminator if same_data else None, camera_classes, reranking, keep_features=analyses,
+            camera_normalization=camera_normalization,
         )
     written = {}
     if analyses:
         folder = RunDir(run_dir)
         history = folder.evaluations()
         step = history[-1]["epoch"] if history else 0
+        # run.json names the training cameras since "Your own cameras"; older runs' cameras are numbered.
         written = write_analyses(folder.plots_dir, folder.analysis_logdir, evaluation, data.query, data.gallery,
-                                 history, camera_names(camera_classes), step, max_points)
+                                 history, camera_names(camera_classes, info.get("camera_names")), step, max_points,
+                                 dataset_camera_names=data.camera_names)
     model = {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint}
-    return evaluation_document(model, data, reranking, evaluation, written)
+    return evaluation_document(model, data, reranking, evaluation, written, camera_normalization)
 
 
 def evaluate_saved_model(
@@ -75,38 +85,33 @@ def evaluate_saved_model(
     reranking: Reranking | None = None,
     analyses_dir: str | None = None,
     max_points: int = 2000,
+    camera_normalization: bool = False,
 ) -> dict:
-    """The evaluation document of an exported SavedModel (its `serving_default`, or `embed_tracklets` for tracklets)."""
+    """The evaluation document of an exported SavedModel (its `serving_default`, or `embed_tracklets` for tracklets).
+
+    `camera_normalization` as in `evaluate_run`.
+    """
     card = read_model_card(path)
     height, width = card["input"]["height"], card["input"]["width"]
     config = _training_config(card)
     name = dataset or card.get("dataset")
     if name is None:
         raise EvaluateError(f"{os.path.join(path, MODEL_CARD)} names no dataset: pass --dataset")
-    data = load_test_data(name, _data_root(dataset, data_root, config, f"the model {path}"))
+    data = load_existing_dataset(name, _data_root(dataset, data_root, config, f"the model {path}"))
     model = tf.saved_model.load(path)
     with _named_failures(data):
         raw_query, raw_gallery = (saved_model_features(model, records, height, width, batch_size)
                                   for records in (data.query, data.gallery))
         evaluation = evaluate_reid_features(raw_query, raw_gallery, data.query, data.gallery, reranking=reranking,
-                                            keep_features=analyses_dir is not None)
+                                            keep_features=analyses_dir is not None,
+                                            camera_normalization=camera_normalization)
     written = {}
     if analyses_dir is not None:
         folder = RunDir(analyses_dir)
         written = write_analyses(folder.plots_dir, folder.analysis_logdir, evaluation, data.query, data.gallery,
-                                 max_points=max_points)
+                                 max_points=max_points, dataset_camera_names=data.camera_names)
     model_info = {"saved_model": os.path.abspath(path), "name": card.get("name"), "version": card.get("version")}
-    return evaluation_document(model_info, data, reranking, evaluation, written)
-
-
-def load_test_data(name: str, root: str) -> ReIDDataset:
-    """The dataset `name` at `root`; a synthetic benchmark must exist already (evaluation never generates one)."""
-    if name not in DATASET_NAMES:
-        raise EvaluateError(f"--dataset={name}: expected one of {', '.join(DATASET_NAMES)}")
-    if name == "synthetic" and not os.path.isfile(os.path.join(root, "spec.json")):
-        raise DatasetError(f"no synthetic benchmark at {os.path.abspath(root)} (no spec.json): training generates it; "
-                           "pass the --data_root the model was trained on")
-    return load_dataset(name, root)
+    return evaluation_document(model_info, data, reranking, evaluation, written, camera_normalization)
 
 
 def read_model_card(path: str) -> dict:
@@ -125,7 +130,7 @@ def read_model_card(path: str) -> dict:
 
 
 def evaluation_document(model: dict, data: ReIDDataset, reranking: Reranking | None, evaluation: dict,
-                        analyses: dict[str, str]) -> dict:
+                        analyses: dict[str, str], camera_normalization: bool = False) -> dict:
     """What the evaluation JSON holds: the model, the data, the settings, the metrics, the figures written."""
     return {
         "kind": KIND,
@@ -133,17 +138,20 @@ def evaluation_document(model: dict, data: ReIDDataset, reranking: Reranking | N
         "dataset": {"name": data.name, "root": data.root, "is_video": data.is_video,
                     "num_query": len(data.query), "num_gallery": len(data.gallery)},
         "reranking": None if reranking is None else dataclasses.asdict(reranking),
+        "camera_normalization": reported.camera_normalization_note() if camera_normalization else None,
         "metrics": reported.summary(evaluation),
         "analyses": {name: os.path.abspath(path) for name, path in analyses.items()},
     }
 
 
 def default_output(
-    run_dir: str | None, saved_model: str | None, checkpoint: str, dataset: str | None, rerank: bool
+    run_dir: str | None, saved_model: str | None, checkpoint: str, dataset: str | None, rerank: bool,
+    camera_normalization: bool = False,
 ) -> str:
-    """RUN/evaluation_<checkpoint>[_<dataset>][_rerank].json, or evaluation[_<dataset>][_rerank].json in SavedModel."""
+    """RUN/evaluation_<checkpoint>[_<dataset>][_rerank][_camnorm].json, or evaluation[_<dataset>][_rerank][_camnorm]
+    .json in the SavedModel folder."""
     parts = (["evaluation"] + ([checkpoint] if run_dir else []) + ([dataset] if dataset else [])
-             + (["rerank"] if rerank else []))
+             + (["rerank"] if rerank else []) + (["camnorm"] if camera_normalization else []))
     return os.path.join(run_dir or saved_model, "_".join(parts) + ".json")
 
 

@@ -18,13 +18,13 @@ import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before Te
 from absl import app, flags
 
 from acan_tf.data import DATASET_NAMES
+from acan_tf.errors import UserError
 from acan_tf.experiments import calibration
 from acan_tf.experiments.runner import EXPERIMENT_DEFAULTS, EXPERIMENTS, ExperimentError, run_experiment
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.logs import quiet_tensorflow_logging
 from acan_tf.model.backbones import BACKBONES
 from acan_tf.training.preemption import StopRequested, stop_message
-from acan_tf.training.trainer import USER_ERRORS
 
 
 def parse_list(flag: str, items: Sequence[str], parse: Callable[[str], object]) -> list:
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> None:
             values = parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
             seeds = parse_list("seeds", options.seeds, int)
             results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
-    except (ExperimentError, *USER_ERRORS) as error:
+    except UserError as error:
         sys.exit(f"acan_tf.experiments: error: {error}")
     except StopRequested as stop:  # rerunning the command reuses the finished runs and resumes this one
         print(stop_message(stop, command), file=sys.stderr)

@@ -34,15 +34,23 @@ import numpy as np
 from absl import logging
 
 from acan_tf.config import Config, ConfigError
+from acan_tf.errors import UserError
 from acan_tf.evaluation import plots
-from acan_tf.evaluation.reported import ASSOCIATION, METRICS, Metric, format_value
+from acan_tf.evaluation.reported import (
+    ALWAYS_SHOWN,
+    CAMERA_NORMALISED,
+    CAMERA_STATISTICS_SOURCE,
+    METRICS,
+    Metric,
+    format_value,
+)
 from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.io import write_json, write_text
 from acan_tf.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.trainer import run
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError, ValueError):
     """An experiment option is unusable, or a run folder holds another run; the message says which."""
 
 
@@ -182,8 +190,8 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
     """The results as a Markdown document: settings, the mean ± std table, the figures."""
     config = results["base_config"]
     seeds = results["seeds"]
-    # The association's columns only where a run associated; every other metric always, a dash where a run lacks it.
-    columns = [metric for metric in METRICS if metric.section != ASSOCIATION
+    # Ranking and alignment always, a dash where a run lacks one; the other sections only where a run has them.
+    columns = [metric for metric in METRICS if metric.section in ALWAYS_SHOWN
                or any(metric.key in stats for stats in results["summary"].values())]
     lines = [f"# {experiment.title}", ""]
     if results["command"]:
@@ -199,7 +207,9 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
         "",
         f"Mean ± sample standard deviation over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}) of the final "
         "evaluation of each run (Market-1501 protocol on the test split; discrepancy d = 1/C Σ_c ‖mean_c − mean‖ "
-        "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features).",
+        "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features)."
+        + (f" Columns marked cam-norm: the same ranking on features normalised by {CAMERA_STATISTICS_SOURCE}."
+           if any(metric.section == CAMERA_NORMALISED for metric in columns) else ""),
         "",
         "| " + " | ".join([experiment.label, *(_column_title(metric) for metric in columns)]) + " |",
         "|" + "---|" * (len(columns) + 1),

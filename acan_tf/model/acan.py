@@ -36,13 +36,27 @@ def embedding_spread(features: tf.Tensor, margin: float) -> tf.Tensor:
     return tf.sqrt(tf.reduce_mean(tf.reduce_sum(tf.square(centred), axis=1))) / margin
 
 
+def camera_centred(features: tf.Tensor, camids: tf.Tensor, means: tf.Tensor) -> tf.Tensor:
+    """Each row of `features` [N, D] minus its camera's row of `means` [C, D] (camera-aware normalisation)."""
+    return features - tf.gather(means, tf.reshape(camids, [-1]))
+
+
+def per_camera_means(features: tf.Tensor, camids: tf.Tensor, num_cameras: int) -> tf.Tensor:
+    """The mean row of `features` [N, D] of each camera, [C, D] (zeros for a camera without rows)."""
+    return tf.math.unsorted_segment_mean(features, tf.reshape(camids, [-1]), num_cameras)
+
+
 class ACAN(keras.Model):
     """F (the encoder) and D (the camera discriminator), trained alternately as in Eq. 13-15.
 
     A training batch is a dict: `triplet_images`, `triplet_ids` (camera-local ids), `triplet_camids`
     (a P×K batch from one camera) and `camera_images`, `camera_camids` (⌊B/C⌋ images of every
-    camera); with the association stage also `pseudo_images`, `pseudo_ids` (P cross-camera
+    camera); with the association stage also `pseudo_images`, `pseudo_ids`, `pseudo_camids` (P cross-camera
     pseudo-identities × K). Images are [N, H, W, 3] or tracklets [N, T, H, W, 3] in raw [0, 255] pixels.
+
+    With `camera_centering`, D, L_MCAL and the cross-camera triplet loss see features centred on each camera's mean
+    in the camera-balanced batch (the pseudo batch on those means, held constant); the intra-camera triplet loss,
+    whose batch is one camera, would not change under that shift and sees the features as they are.
     """
 
     def __init__(
@@ -56,6 +70,7 @@ class ACAN(keras.Model):
         warmup_steps: int = 0,
         total_steps: int = 1,
         pseudo_weight: float | None = None,
+        camera_centering: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -72,6 +87,7 @@ class ACAN(keras.Model):
         self.total_steps = int(total_steps)
         # The weight of the cross-camera triplet loss; None: no association stage (and no pseudo_loss log).
         self.pseudo_weight = pseudo_weight
+        self.camera_centering = camera_centering
         names = ("loss", "triplet_loss", "d_loss", "adv_loss", "d_accuracy", "adv_weight")
         names += () if pseudo_weight is None else ("pseudo_loss",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -124,14 +140,18 @@ class ACAN(keras.Model):
             num_camera = tf.shape(camera_images)[0]
             triplet_features = features[:num_triplet]
             camera_features = features[num_triplet:num_triplet + num_camera]
+            pseudo_features = features[num_triplet + num_camera:]
+            if self.camera_centering:
+                means = per_camera_means(camera_features, camera_camids, self.discriminator.output_shape[-1])
+                camera_features = camera_centred(camera_features, camera_camids, means)
+                if pseudo_images is not None:
+                    pseudo_features = camera_centred(pseudo_features, data["pseudo_camids"], tf.stop_gradient(means))
             triplet_loss = losses.batch_hard_triplet_loss(
                 triplet_features, data["triplet_ids"], data["triplet_camids"], self.margin
             )
             pseudo_loss, f_pseudo_term = tf.constant(0.0), tf.constant(0.0)
             if pseudo_images is not None:  # the association stage: positives across cameras
-                pseudo_loss = losses.cross_camera_triplet_loss(
-                    features[num_triplet + num_camera:], data["pseudo_ids"], self.margin
-                )
+                pseudo_loss = losses.cross_camera_triplet_loss(pseudo_features, data["pseudo_ids"], self.margin)
                 f_pseudo_term = self.pseudo_weight * pseudo_loss
             with f_tape.stop_recording():
                 d_loss, d_accuracy = self._discriminator_step(camera_features, camera_camids, replica_scale)

@@ -9,9 +9,10 @@ from typing import Callable
 import keras
 import numpy as np
 
+from acan_tf.errors import UserError
 from acan_tf.model import lite_weights
 from acan_tf.model.efficientnet_lite import WeightsMismatchError, build_efficientnet_lite0
-from acan_tf.model.torch_checkpoint import CheckpointError
+from acan_tf.model.torch_checkpoint import TorchCheckpointError
 
 # Input normalisation styles, applied inside the encoder so that callers (and exports) feed raw RGB pixels.
 # "caffe": BGR with the ImageNet mean removed (Keras ResNet-50 weights); "tf": scaled to [-1, 1]
@@ -25,7 +26,7 @@ NORMALISATIONS = {
 }
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """An unknown backbone or unusable backbone weights; the message says what to do."""
 
 
@@ -66,14 +67,15 @@ def _efficientnet_lite0(input_shape: tuple[int, int, int], weights: str | None) 
 def _prepare_lite0(path: str) -> None:
     try:
         lite_weights.ensure_imagenet_weights(path)
-    except (lite_weights.LiteWeightsError, CheckpointError, WeightsMismatchError) as error:
+    except (lite_weights.LiteWeightsError, TorchCheckpointError, WeightsMismatchError) as error:
         raise BackboneError(f"--backbone=efficientnet_lite0 --backbone_weights=imagenet: {error}") from error
 
 
 def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-    """Four stride-2 conv blocks (32→256 channels): a CPU-friendly backbone for tests and the synthetic benchmark."""
-    if weights is not None:
-        raise BackboneError("--backbone=tiny has no pretrained weights; use --backbone_weights=none")
+    """Four stride-2 conv blocks (32→256 channels): a CPU-friendly backbone for tests and the synthetic benchmark.
+
+    It has no ImageNet weights; `weights` may be a file saved from another tiny backbone.
+    """
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for index, filters in enumerate((32, 64, 128, 256)):
@@ -83,7 +85,14 @@ def _tiny(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}b")(x)
         x = keras.layers.BatchNormalization(name=f"bn{index}b")(x)
         x = keras.layers.ReLU(name=f"relu{index}b")(x)
-    return keras.Model(inputs, x, name="tiny")
+    model = keras.Model(inputs, x, name="tiny")
+    if weights is not None:
+        try:
+            model.load_weights(weights)
+        except (OSError, ValueError) as error:
+            message = f"--backbone_weights={weights}: not the weights of a tiny backbone ({error})"
+            raise BackboneError(message) from error
+    return model
 
 
 BACKBONES: dict[str, BackboneSpec] = {

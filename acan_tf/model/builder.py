@@ -88,6 +88,7 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
         warmup_steps=config.adv_warmup_epochs * steps_per_epoch,
         total_steps=config.epochs * steps_per_epoch,
         pseudo_weight=None if config.cross_camera == "none" else config.association_weight,
+        camera_centering=config.camera_centering,
     )
 
     def sgd(rate: float) -> keras.optimizers.Optimizer:
@@ -102,7 +103,7 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
 
 
 def load_run(run_dir: str, which: str = "best") -> tuple[Config, ACAN, dict]:
-    """(config, ACAN in float32 with the checkpoint's weights, run.json) of a training run."""
+    """(config, ACAN in float32 with the checkpoint's weights, run.json) of a training run, from its folder alone."""
     folder = RunDir(run_dir)
     config = folder.read_config()
     info = folder.read_info()
@@ -111,7 +112,9 @@ def load_run(run_dir: str, which: str = "best") -> tuple[Config, ACAN, dict]:
         raise RunDirectoryError(f"{path} not found: the run has no {which!r} checkpoint yet")
     # Rebuilt in float32 whatever --mixed_precision the run trained with: the variables are float32 under every
     # policy, and evaluation, TF Serving and ONNX Runtime's CPU kernels then need no bfloat16/float16 support.
-    inference = dataclasses.replace(config, mixed_precision="none")
+    # Without initial weights: the checkpoint replaces them all, and the file they came from (a path, the Keras
+    # cache, Lite0's converted ImageNet file) need not exist where the run is evaluated or exported.
+    inference = dataclasses.replace(config, mixed_precision="none", backbone_weights="none")
     acan = build_acan(inference, len(info["camera_classes"]), info["steps_per_epoch"])
     acan.load_weights(path)
     return config, acan, info

@@ -13,6 +13,8 @@ from typing import Iterator
 import keras
 import numpy as np
 
+from acan_tf.errors import UserError
+
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
 CLASSES = 1000
@@ -47,7 +49,7 @@ STAGES = (
 )
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(UserError, ValueError):
     """A state dict that does not fit the architecture; the message names the first layer that does not."""
 
 

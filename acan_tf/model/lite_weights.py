@@ -9,6 +9,7 @@ import warnings
 
 import keras
 
+from acan_tf.errors import UserError
 from acan_tf.io import atomic_path, write_text
 from acan_tf.model.efficientnet_lite import build_efficientnet_lite0, load_torch_state
 from acan_tf.model.torch_checkpoint import load_state_dict
@@ -20,7 +21,7 @@ CHECKPOINT_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cab
 KERAS_FILE = "efficientnet_lite0_imagenet_notop.weights.h5"  # in the Keras cache: the converted backbone weights
 
 
-class LiteWeightsError(ValueError):
+class LiteWeightsError(UserError, ValueError):
     """The ImageNet weights of Lite0 are missing, corrupt or foreign; the message names the file or package."""
 
 

@@ -27,6 +27,8 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from acan_tf.errors import UserError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
@@ -44,7 +46,7 @@ STORAGE_DTYPES = {
 }
 
 
-class CheckpointError(ValueError):
+class TorchCheckpointError(UserError, ValueError):
     """A file that is not a readable PyTorch state dict; the message names the file."""
 
 
@@ -120,10 +122,10 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
         obj, storages = _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
         state = {name: _tensor(ref, storages) for name, ref in _as_state_dict(obj).items()}
     except OSError as error:
-        raise CheckpointError(f"{path}: cannot read the file ({error})") from error
+        raise TorchCheckpointError(f"{path}: cannot read the file ({error})") from error
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError, AttributeError, IndexError,
             struct.error, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"{path}: not a readable PyTorch state dict ({error})") from error
+        raise TorchCheckpointError(f"{path}: not a readable PyTorch state dict ({error})") from error
     return state
 
 

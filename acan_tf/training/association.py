@@ -207,9 +207,34 @@ def proxy_global_ids(
     return result
 
 
+def component_statistics(association: Association) -> dict:
+    """What a round made, measurable without any cross-camera label: its links, its components and their sizes, the
+    share of proxies linked, and the share of the proxy pairs its components imply that are themselves
+    cycle-consistent links (1.0: every component is a clique of mutual nearest neighbours; lower: chains)."""
+    pseudo_ids = association.pseudo_ids
+    grouped = pseudo_ids >= 0
+    component_sizes = np.bincount(pseudo_ids[grouped]) if grouped.any() else np.zeros(0, dtype=np.int64)
+    component_sizes = component_sizes[component_sizes > 0]
+    predicted = _pairs(component_sizes)
+    first, second = association.links.T if len(association.links) else (np.zeros(0, int), np.zeros(0, int))
+    inside = int(np.sum((pseudo_ids[first] >= 0) & (pseudo_ids[first] == pseudo_ids[second])))
+    sizes, size_counts = np.unique(component_sizes, return_counts=True)
+    return {
+        "num_links": int(len(association.links)),
+        "num_proxies": len(pseudo_ids),
+        "proxies_covered": int(grouped.sum()),
+        "coverage": float(grouped.mean()) if len(pseudo_ids) else 0.0,
+        "num_components": len(component_sizes),
+        "mean_component_size": float(component_sizes.mean()) if len(component_sizes) else 0.0,
+        "component_size_histogram": {str(int(s)): int(n) for s, n in zip(sizes, size_counts)},
+        "predicted_pairs": predicted,
+        "cycle_consistent_share": inside / predicted if predicted else 0.0,
+    }
+
+
 def association_quality(pseudo_ids: np.ndarray, cameras: np.ndarray, global_ids: np.ndarray) -> dict:
     """Pairwise precision and recall of the proxy pairs the components imply against the true cross-camera pairs,
-    and the components' count and sizes, as JSON-ready numbers; for reporting only, never for training."""
+    as JSON-ready numbers; for reporting only, never for training."""
     pseudo_ids, cameras, global_ids = (
         np.asarray(values, dtype=np.int64).reshape(-1) for values in (pseudo_ids, cameras, global_ids)
     )
@@ -218,24 +243,14 @@ def association_quality(pseudo_ids: np.ndarray, cameras: np.ndarray, global_ids:
             f"pseudo_ids/cameras/global_ids: lengths {len(pseudo_ids)}, {len(cameras)}, {len(global_ids)} differ"
         )
     grouped = pseudo_ids >= 0
-    component_sizes = np.bincount(pseudo_ids[grouped]) if grouped.any() else np.zeros(0, dtype=np.int64)
-    component_sizes = component_sizes[component_sizes > 0]
-    predicted = _pairs(component_sizes)
+    predicted = _pairs(np.bincount(pseudo_ids[grouped])) if grouped.any() else 0
     # A component holds one proxy per camera, so its same-person pairs are all cross-camera.
     _, same_person = np.unique(np.stack([pseudo_ids[grouped], global_ids[grouped]], axis=1), axis=0, return_counts=True)
     correct = _pairs(same_person)
     _, per_person = np.unique(global_ids, return_counts=True)
     _, per_person_camera = np.unique(np.stack([global_ids, cameras], axis=1), axis=0, return_counts=True)
     true = _pairs(per_person) - _pairs(per_person_camera)
-    sizes, size_counts = np.unique(component_sizes, return_counts=True)
     return {
-        "num_proxies": len(pseudo_ids),
-        "proxies_covered": int(grouped.sum()),
-        "coverage": float(grouped.mean()) if len(pseudo_ids) else 0.0,
-        "num_components": len(component_sizes),
-        "mean_component_size": float(component_sizes.mean()) if len(component_sizes) else 0.0,
-        "component_size_histogram": {str(int(s)): int(n) for s, n in zip(sizes, size_counts)},
-        "predicted_pairs": predicted,
         "true_pairs": true,
         "correct_pairs": correct,
         # 0.0 when there is nothing to measure: JSON has no NaN, and predicted_pairs / true_pairs say why.

@@ -1,17 +1,20 @@
 """Keras callbacks of a training run: periodic Re-ID evaluation, checkpoints for export and for --resume,
-TensorBoard scalars."""
+TensorBoard scalars. Each reads the step and epoch from the run's RunState (acan_tf.training.run_state), which the
+loop advances, and records what it produces there; acan_tf.training.trainer.build_callbacks orders them."""
 
 from __future__ import annotations
 
+import math
 import os
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import keras
 import tensorflow as tf
 
 from acan_tf.evaluation.reported import SCALARS
 from acan_tf.io import atomic_path
-from acan_tf.training.state import Progress, TrainingState
+from acan_tf.training.run_state import RunState
+from acan_tf.training.state import TrainingState
 
 # What an evaluation made with keep_features=True adds: kept in memory for the figures, never saved with the state.
 FEATURE_KEYS = ("query_features", "gallery_features", "distances")
@@ -27,32 +30,31 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     """Evaluates every `every` epochs and after the last one; adds `val_*` to the epoch logs; keeps the best weights.
 
     `evaluate(final)` is told whether it is the last epoch's evaluation, whose features (if it keeps them) stay in
-    `final_features` for the end-of-run figures. A resumed run passes the evaluations (and best mAP) recorded
-    before it stopped.
+    `run.final_features` for the end-of-run figures. The evaluations and the best mAP go into `run`. `selection`
+    names the metric that picks the best weights (the intra-camera mAP when there are no cross-camera labels).
     """
 
-    def __init__(self, evaluate: Callable[[bool], dict], every: int, epochs: int, best_path: str,
-                 evaluations: list[dict] | None = None, best_map: float = -1.0):
+    def __init__(self, evaluate: Callable[[bool], dict], every: int, epochs: int, best_path: str, run: RunState,
+                 selection: str = "mAP"):
         super().__init__()
+        self.selection = selection
         self.evaluate = evaluate
         self.every = every
         self.epochs = epochs
         self.best_path = best_path
-        self.evaluations: list[dict] = list(evaluations or [])
-        self.best_map = best_map
-        self.final_features: dict = {}
+        self.run = run
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        done = epoch + 1
+        done = self.run.epoch + 1
         if done != self.epochs and (self.every == 0 or done % self.every):
             return
         metrics = self.evaluate(done == self.epochs)
-        self.final_features = {key: metrics.pop(key) for key in FEATURE_KEYS if key in metrics}
-        self.evaluations.append({"epoch": done, **metrics})
+        self.run.final_features = {key: metrics.pop(key) for key in FEATURE_KEYS if key in metrics}
+        self.run.evaluations.append({"epoch": done, **metrics})
         if logs is not None:
             logs.update({f"val_{name}": metrics[name] for name in SCALARS if name in metrics})
-        if metrics["mAP"] > self.best_map:
-            self.best_map = metrics["mAP"]
+        if metrics.get(self.selection, -math.inf) > self.run.best_map:
+            self.run.best_map = metrics[self.selection]
             save_weights_atomically(self.model, self.best_path)
 
 
@@ -68,47 +70,34 @@ class LastCheckpoint(keras.callbacks.Callback):
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):
-    """Saves the full training state for --resume every `every` steps and after every epoch; records the epoch logs.
+    """Records each epoch's logs in `run`; saves the full training state for --resume every `every` steps and after
+    every epoch.
 
-    `records` returns what else the run must carry over (its evaluations, best mAP and cross-camera stage); a resumed
-    run passes the epoch logs saved before it stopped. While `hold()` is true (the collapse guard suspects a
-    collapse) no state is saved, so the last one saved stays a good one. `saved_step` is the step of the last save.
+    While `run.hold_saves` (the collapse guard suspects a collapse) no state is saved, so the last one saved stays a
+    good one; `run.saved_step` is the step of the last save.
     """
 
-    def __init__(self, state: TrainingState, run_dir: str, every: int, records: Callable[[], Mapping[str, Any]],
-                 epoch_logs: list[dict[str, float]] | None = None, saved_step: int = 0,
-                 hold: Callable[[], bool] = lambda: False):
+    def __init__(self, state: TrainingState, run_dir: str, every: int, run: RunState):
         super().__init__()
         self.state = state
         self.run_dir = run_dir
         self.every = every
-        self.records = records
-        self.epoch_logs: list[dict[str, float]] = list(epoch_logs or [])
-        self.saved_step = saved_step
-        self.hold = hold
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
+        self.run = run
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        steps = self.params["steps"]
-        step = self.epoch * steps + batch + 1
-        if step % self.every == 0 and batch + 1 != steps and not self.hold():  # the last step: after its evaluation
-            self.save(step)
+        # An epoch's last step is saved at the epoch's end, after its evaluation.
+        if self.run.step % self.every == 0 and not self.run.at_epoch_end and not self.run.hold_saves:
+            self.save()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_logs.append({name: float(value) for name, value in (logs or {}).items()})
-        if not self.hold():
-            self.save((epoch + 1) * self.params["steps"])
+        self.run.epoch_logs.append({name: float(value) for name, value in (logs or {}).items()})
+        if not self.run.hold_saves:
+            self.save()
 
-    def save(self, step: int) -> None:
-        """Saves the training state as of `step` (the step the model has just completed)."""
-        records = self.records()
-        progress = Progress(step, self.epoch_logs, records.get("evaluations", []), records.get("best_map", -1.0),
-                            records.get("cross_camera"))
-        self.state.save(self.run_dir, progress)
-        self.saved_step = step
+    def save(self) -> None:
+        """Saves the training state as of the step the model has just completed."""
+        self.state.save(self.run_dir, self.run.progress())
+        self.run.saved_step = self.run.step
 
 
 class TrainingLogs(keras.callbacks.Callback):
@@ -118,34 +107,31 @@ class TrainingLogs(keras.callbacks.Callback):
     validation/: epoch_<metric> of every evaluation (the `val_*` logs).
     """
 
-    def __init__(self, log_dir: str, every: int, optimizers: Mapping[str, keras.optimizers.Optimizer]):
+    def __init__(self, log_dir: str, every: int, optimizers: Mapping[str, keras.optimizers.Optimizer], run: RunState):
         super().__init__()
         self.every = every
         self.optimizers = dict(optimizers)
+        self.run = run
         self.train_writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
         self.validation_writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        step = self.epoch * self.params["steps"] + batch + 1
-        if step % self.every == 0:
-            with self.train_writer.as_default(step=step):
+        if self.run.step % self.every == 0:
+            with self.train_writer.as_default(step=self.run.step):
                 for name, value in (logs or {}).items():
                     tf.summary.scalar(f"batch_{name}", value)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        with self.train_writer.as_default(step=epoch + 1):
+        done = self.run.epoch + 1
+        with self.train_writer.as_default(step=done):
             for name, value in logs.items():
                 if not name.startswith("val_"):
                     tf.summary.scalar(f"epoch_{name}", value)
             for name, optimizer in self.optimizers.items():
                 rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
                 tf.summary.scalar(f"epoch_learning_rate_{name}", rate)
-        with self.validation_writer.as_default(step=epoch + 1):
+        with self.validation_writer.as_default(step=done):
             for name, value in logs.items():
                 if name.startswith("val_"):
                     tf.summary.scalar(f"epoch_{name[len('val_'):]}", value)

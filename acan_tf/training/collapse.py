@@ -21,6 +21,7 @@ import keras
 from absl import logging
 
 from acan_tf.model.acan import SPREAD_LOG
+from acan_tf.training.run_state import RunState
 
 SPREAD_THRESHOLD = 1e-2  # in margins; see BUILD.md for the values measured in healthy and collapsed runs
 WINDOW = 50
@@ -77,21 +78,19 @@ class CollapseGuard:
 
 
 class CollapseCallback(keras.callbacks.Callback):
-    """Feeds each step's SPREAD_LOG to `guard`.
+    """Feeds each step's SPREAD_LOG to `guard`, at the run's step; holds saving while the guard suspects a collapse.
 
-    List it before the checkpoint callback, so that no state is saved at the step where it fires.
+    It must run before the checkpoint callback, so that no state is saved at the step where it fires.
     """
 
-    def __init__(self, guard: CollapseGuard):
+    def __init__(self, guard: CollapseGuard, run: RunState):
         super().__init__()
         self.guard = guard
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch = epoch
+        self.run = run
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.guard.update(self.epoch * self.params["steps"] + batch + 1, float((logs or {})[SPREAD_LOG]))
+        self.guard.update(self.run.step, float((logs or {})[SPREAD_LOG]))
+        self.run.hold_saves = self.guard.suspects and not self.guard.warn_only
 
 
 UNIFORM_TOLERANCE = 1e-3  # a live D, even one fooled by F, strays further from ln C and 1/C over an epoch (measured)
@@ -106,9 +105,10 @@ def discriminator_is_dead(d_loss: float, d_accuracy: float, num_cameras: int) ->
 class DeadDiscriminatorCallback(keras.callbacks.Callback):
     """Warns at the end of every epoch whose mean D loss and accuracy say that D's output ignores its input."""
 
-    def __init__(self, num_cameras: int):
+    def __init__(self, num_cameras: int, run: RunState):
         super().__init__()
         self.num_cameras = num_cameras
+        self.run = run
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -118,4 +118,4 @@ class DeadDiscriminatorCallback(keras.callbacks.Callback):
                 "epoch %d: D's output no longer depends on its input (loss %.4f = ln %d, accuracy %.4f = 1/%d): its "
                 "units have died, so the adversarial term passes no gradient to F and D's camera accuracy means "
                 "nothing; start a new run with a lower --lr_new (e.g. a tenth)",
-                epoch + 1, d_loss, self.num_cameras, d_accuracy, self.num_cameras)
+                self.run.epoch + 1, d_loss, self.num_cameras, d_accuracy, self.num_cameras)

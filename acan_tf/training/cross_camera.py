@@ -20,10 +20,12 @@ from absl import logging
 from acan_tf.config import Config
 from acan_tf.data.sampling import TrainingSet
 from acan_tf.evaluation.features import extract_features, l2_normalize
-from acan_tf.training.association import associate, association_quality, proxy_global_ids
+from acan_tf.training.association import associate, association_quality, component_statistics, proxy_global_ids
 
-# Round figures logged to TensorBoard (association/<name>) and kept in report.json's "association" rounds.
-LOGGED = ("pair_precision", "pair_recall", "num_components", "mean_component_size", "coverage", "num_links")
+# Round figures logged to TensorBoard (association/<name>) and kept in report.json's "association" rounds; the
+# MEASURED ones only when the training records carry true cross-camera ids (a benchmark, not your own cameras).
+LOGGED = ("num_components", "mean_component_size", "coverage", "num_links", "cycle_consistent_share")
+MEASURED = ("pair_precision", "pair_recall")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,18 +67,22 @@ def association_round(
     embed_frames: Callable[[tf.Tensor], tf.Tensor],
     epoch: int,
     step: int,
+    measured: bool = True,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """(pseudo-identity per item, or None if no cross-camera component was found; the round's record)."""
+    """(pseudo-identity per item, or None if no cross-camera component was found; the round's record).
+
+    `measured`: the records' pids are true cross-camera ids, against which the round's links are measured.
+    """
     features = extract_features(embed_frames, train.records, config.image_height, config.image_width,
                                 config.eval_batch_size)
     association = associate(l2_normalize(features), train.classes, train.local_ids, config.association_threshold,
                             config.association_centering)
     item_ids = association.item_pseudo_ids(train.classes, train.local_ids)
-    # Measured, never used: the true global ids of the records enter the record of the round only.
-    true_ids = proxy_global_ids(association.proxies, train.classes, train.local_ids,
-                                np.array([record.pid for record in train.records]))
-    record = {"epoch": epoch + 1, "step": step, "num_links": int(len(association.links)),
-              **association_quality(association.pseudo_ids, association.proxies.cameras, true_ids)}
+    record = {"epoch": epoch + 1, "step": step, **component_statistics(association)}
+    if measured:  # measured, never used: the true global ids enter the record of the round only
+        true_ids = proxy_global_ids(association.proxies, train.classes, train.local_ids,
+                                    np.array([record.pid for record in train.records]))
+        record.update(association_quality(association.pseudo_ids, association.proxies.cameras, true_ids))
     if record["num_components"] < 2:  # a triplet over pseudo-identities needs two of them
         return None, record
     return item_ids.astype(np.int32), record
@@ -89,38 +95,47 @@ def log_round(record: dict[str, Any], logdir: str | None) -> None:
                         "fewer than the 2 a triplet needs: training continues without the pseudo-identity batch",
                         record["epoch"], record["num_components"], record["num_links"])
     else:
+        measured = (f"; measured against the true ids: pair precision {100 * record['pair_precision']:.1f} %, "
+                    f"recall {100 * record['pair_recall']:.1f} %" if "pair_precision" in record
+                    else "; no cross-camera labels to measure them against")
         logging.info("association before epoch %d: %d links, %d cross-camera pseudo-identities (mean size %.2f, "
-                     "%.1f %% of the camera-local identities); measured against the true ids: pair precision "
-                     "%.1f %%, recall %.1f %%", record["epoch"], record["num_links"], record["num_components"],
-                     record["mean_component_size"], 100 * record["coverage"], 100 * record["pair_precision"],
-                     100 * record["pair_recall"])
+                     "%.1f %% of the camera-local identities, %.1f %% of their pairs cycle-consistent links)%s",
+                     record["epoch"], record["num_links"], record["num_components"], record["mean_component_size"],
+                     100 * record["coverage"], 100 * record["cycle_consistent_share"], measured)
     if logdir is None:
         return
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default(step=record["step"]):
-        for name in LOGGED:
-            tf.summary.scalar(f"association/{name}", record[name])
+        for name in LOGGED + MEASURED:
+            if name in record:
+                tf.summary.scalar(f"association/{name}", record[name])
     writer.close()
 
 
 class CrossCameraStage:
-    """The pseudo-identities in force during training, renewed by each association round."""
+    """Makes the pseudo-identities in force during training: the supervised ceiling's from the start, or each
+    association round's. The run keeps the state (acan_tf.training.run_state.RunState.cross_camera)."""
 
-    def __init__(self, config: Config, train: TrainingSet, state: CrossCameraState, logdir: str | None,
-                 share: Callable[[np.ndarray], np.ndarray]):
-        # `share` makes every worker of a multi-worker run use the chief's pseudo-identities.
-        self.config, self.train, self.logdir, self.share = config, train, logdir, share
-        if config.cross_camera == "supervised" and state.pseudo_ids is None:
-            state = CrossCameraState(supervised_ids(train))
-        self.state = state
+    def __init__(self, config: Config, train: TrainingSet, logdir: str | None,
+                 share: Callable[[np.ndarray], np.ndarray], measured: bool = True):
+        # `share` makes every worker of a multi-worker run use the chief's pseudo-identities; `measured`: the
+        # training pids are true cross-camera ids (a benchmark's), which measure each round.
+        self.config, self.train, self.logdir, self.share, self.measured = config, train, logdir, share, measured
 
-    def associate(self, embed_frames: Callable[[tf.Tensor], tf.Tensor], epoch: int, step: int) -> None:
-        """Runs the round due before 0-based `epoch` (at global `step`) and puts its pseudo-identities in force."""
-        pseudo_ids, record = association_round(self.config, self.train, embed_frames, epoch, step)
+    def start(self, state: CrossCameraState) -> CrossCameraState:
+        """The state training starts from: a resumed run's, or with --cross_camera=supervised the true identities."""
+        if self.config.cross_camera == "supervised" and state.pseudo_ids is None:
+            return CrossCameraState(supervised_ids(self.train))
+        return state
+
+    def associate(self, state: CrossCameraState, embed_frames: Callable[[tf.Tensor], tf.Tensor], epoch: int,
+                  step: int) -> CrossCameraState:
+        """`state` after the round due before 0-based `epoch` (at global `step`), its pseudo-identities in force."""
+        pseudo_ids, record = association_round(self.config, self.train, embed_frames, epoch, step, self.measured)
         no_ids = np.full(len(self.train.records), -1, dtype=np.int32)
         pseudo_ids = self.share(no_ids if pseudo_ids is None else pseudo_ids)
         log_round(record, self.logdir)
-        self.state = CrossCameraState(pseudo_ids if (pseudo_ids >= 0).any() else None, (*self.state.rounds, record))
+        return CrossCameraState(pseudo_ids if (pseudo_ids >= 0).any() else None, (*state.rounds, record))
 
 
 def describe_stages(config: Config) -> str:
@@ -133,4 +148,6 @@ def describe_stages(config: Config) -> str:
     if config.cross_camera == "supervised":
         stages.append("SUPERVISED cross-camera identities (uses the true cross-camera labels: an upper bound, "
                       "not intra-camera supervision)")
+    if config.camera_centering:
+        stages.append("per-camera centring of the features D and the cross-camera losses see")
     return " + ".join(stages)

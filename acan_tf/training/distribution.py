@@ -18,8 +18,10 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from acan_tf.errors import UserError
 
-class DistributionError(ValueError):
+
+class DistributionError(UserError, ValueError):
     """The strategy cannot be built or cannot split the batches; the message names the flag or variable."""
 
 

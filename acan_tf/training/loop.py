@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from acan_tf.training.preemption import StopRequested, StopSignals, any_replica
+from acan_tf.training.run_state import RunState
 
 # The losses whose value stops training when it is NaN or Inf.
 GUARDED_LOSSES = ("loss", "triplet_loss", "d_loss", "adv_loss")
@@ -82,40 +83,43 @@ def fit(
     strategy: tf.distribute.Strategy,
     batches: tf.distribute.DistributedDataset,
     callbacks: Sequence[keras.callbacks.Callback],
+    run: RunState,
     epochs: int,
-    steps_per_epoch: int,
-    initial_step: int = 0,
     jit_compile: bool = False,
     verbose: int = 1,
     before_epoch: Callable[[int, int], tf.distribute.DistributedDataset | None] | None = None,
     signals: StopSignals | None = None,
 ) -> None:
-    """Trains from step `initial_step` (0-based, possibly mid-epoch) to `epochs * steps_per_epoch`.
+    """Trains from step `run.step` (possibly mid-epoch) to `epochs * run.steps_per_epoch`, advancing `run`.
 
-    `batches` must start at `initial_step`. `before_epoch(epoch, step)`, if given, runs before each epoch's first
-    batch (step: the 0-based step that batch is) and may return a new stream starting at that step, which
-    replaces `batches` (the association stage's new pseudo-identities). The model's metrics are reset at the start
-    of each epoch, except the epoch being resumed, whose metrics the caller has restored. Raises NonFiniteError
-    before the callbacks see a step whose losses or weights are not finite, so no checkpoint holds them.
+    `run.epoch` is set before an epoch's first callback and `run.step` (steps completed) before each step's
+    callbacks, which read them there. `batches` must start at `run.step`. `before_epoch(epoch, step)`, if given,
+    runs before each epoch's first batch (step: the 0-based step that batch is) and may return a new stream
+    starting at that step, which replaces `batches` (the association stage's new pseudo-identities). The model's
+    metrics are reset at the start of each epoch, except the epoch being resumed, whose metrics the caller has
+    restored. Raises NonFiniteError before the callbacks see a step whose losses or weights are not finite, so no
+    checkpoint holds them.
 
     After a stop signal recorded by `signals` (on any worker), raises StopRequested once the step in flight has
     ended and its callbacks have run; at an epoch's last step, after the epoch's end (evaluation and save), so
-    that a resumed run starts the next epoch whole. The caller saves the state of the step it names.
+    that a resumed run starts the next epoch whole. The caller saves the state of the step it names (`run.step`).
     """
     step_function = make_step_function(model, strategy, jit_compile)
     # One process may stop after the step in flight, as soon as it has the signal; workers of a multi-worker run
     # stop after the step whose all-reduced flag says so (one step later), so that all stop at the same step.
     local = not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     iterator = iter(batches)
+    steps_per_epoch = run.steps_per_epoch
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_progbar=verbose > 0, model=model, verbose=verbose, epochs=epochs, steps=steps_per_epoch
     )
-    first_epoch, first_batch = divmod(initial_step, steps_per_epoch)
+    first_epoch, first_batch = divmod(run.step, steps_per_epoch)
     callback_list.on_train_begin()
     for epoch in range(first_epoch, epochs):
+        run.epoch = epoch
         start = first_batch if epoch == first_epoch else 0
         if before_epoch is not None:
-            replaced = before_epoch(epoch, epoch * steps_per_epoch + start)
+            replaced = before_epoch(epoch, run.step)
             iterator = iterator if replaced is None else iter(replaced)
         if start == 0:
             for metric in model.metrics:
@@ -129,12 +133,13 @@ def fit(
             stop = bool(stop) or (local and bool(signals and signals.requested))
             logs = {name: float(value) for name, value in values.items()}
             check_finite(epoch * steps_per_epoch + batch + 1, logs, bool(finite))
+            run.step = epoch * steps_per_epoch + batch + 1
             callback_list.on_train_batch_end(batch, logs)
             if stop and batch + 1 < steps_per_epoch:
-                raise StopRequested(epoch * steps_per_epoch + batch + 1, _signal_number(signals))
+                raise StopRequested(run.step, _signal_number(signals))
         callback_list.on_epoch_end(epoch, logs)
         if stop and epoch + 1 < epochs:
-            raise StopRequested((epoch + 1) * steps_per_epoch, _signal_number(signals))
+            raise StopRequested(run.step, _signal_number(signals))
     callback_list.on_train_end()
 
 

@@ -22,8 +22,10 @@ import os
 import socket
 from types import TracebackType
 
+from acan_tf.errors import UserError
 
-class RunLockedError(RuntimeError):
+
+class RunLockedError(UserError, RuntimeError):
     """Another trainer holds the run directory; the message names the folder and the holder."""
 
 

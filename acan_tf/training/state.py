@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from acan_tf.errors import UserError
 from acan_tf.io import write_json
 from acan_tf.model.acan import ACAN
 from acan_tf.run_dir import RunDir
@@ -32,7 +33,7 @@ from acan_tf.run_dir import RunDir
 KEPT = 2  # complete checkpoints kept: the newest and the one before it
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """The training state cannot be written or read; the message names the file and what is still intact."""
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import os
 import types
 from typing import Any
 
-from acan_tf.data.datasets import duke_si_tracklet, dukemtmcreid, market1501, mars, msmt17, synthetic
+from acan_tf.data.datasets import cameras, duke_si_tracklet, dukemtmcreid, market1501, mars, msmt17, synthetic
 from acan_tf.data.datasets.layout import DatasetError
 from acan_tf.data.records import ReIDDataset
+from acan_tf.data.synthetic.spec import SPEC_FILE
 
 _LOADERS = types.MappingProxyType(
     {
@@ -18,11 +20,12 @@ _LOADERS = types.MappingProxyType(
         "mars": mars.load,
         "duke_si_tracklet": duke_si_tracklet.load,
         "synthetic": synthetic.load,
+        "cameras": cameras.load,
     }
 )
 DATASET_NAMES = tuple(_LOADERS)
 
-__all__ = ["DATASET_NAMES", "DatasetError", "load_dataset"]
+__all__ = ["DATASET_NAMES", "DatasetError", "load_dataset", "load_existing_dataset"]
 
 
 def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
@@ -31,7 +34,8 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
     Options: msmt17 takes `use_val_for_training` (default True: list_train + list_val, as the paper;
     False: list_train alone, as torchreid); synthetic takes `camera_shift` (0-1, used if it must generate the
     benchmark) and `preset` (the tree must be of that preset; generated with it), or `spec` (a SyntheticSpec the
-    tree must have been made from).
+    tree must have been made from). cameras reads your own cameras (`root/train/<camera>/<local id>/...` or a CSV
+    manifest, acan_tf.data.datasets.cameras).
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
@@ -41,3 +45,16 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
         takes = ", ".join(accepted) or "none"
         raise DatasetError(f"dataset {name} takes no option {', '.join(unknown)}; it takes {takes}")
     return _LOADERS[name](root, **options)
+
+
+def load_existing_dataset(name: str, root: str) -> ReIDDataset:
+    """The dataset `name` at `root` for evaluation and export: never generated (they need the synthetic benchmark
+    trained on), and with a query and a gallery to measure retrieval on."""
+    if name == "synthetic" and not os.path.isfile(os.path.join(root, SPEC_FILE)):
+        raise DatasetError(f"no synthetic benchmark at {os.path.abspath(root)} (no {SPEC_FILE}): training generates "
+                           "it; pass the --data_root the model was trained on")
+    dataset = load_dataset(name, root)
+    if not dataset.has_evaluation:
+        raise DatasetError(f"{dataset.root} has no query/ and gallery/ (no cross-camera labels), so retrieval cannot "
+                           "be measured on it; add a labelled query/ and gallery/, or pass another --data_root")
+    return dataset

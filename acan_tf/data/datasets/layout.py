@@ -7,12 +7,13 @@ import re
 from typing import Iterable, Sequence
 
 from acan_tf.data.records import Record, ReIDDataset, frame_paths
+from acan_tf.errors import UserError
 
 # Extensions of files that are images; anything else in an image folder (Thumbs.db, .txt) is ignored.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder, list or annotation file that does not have the expected layout or content."""
 
 

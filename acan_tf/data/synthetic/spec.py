@@ -8,6 +8,7 @@ import os
 from typing import Optional
 
 from acan_tf.data.synthetic.presets import LOOKS, Look
+from acan_tf.errors import UserError
 
 SPEC_FILE = "spec.json"
 # Bump when the images drawn for a given spec change, so ensure() refuses trees made by older code.
@@ -107,7 +108,7 @@ def spec_document(spec: SyntheticSpec) -> dict:
     return json.loads(json.dumps(document))
 
 
-class SpecMismatchError(ValueError):
+class SpecMismatchError(UserError, ValueError):
     """A folder already holds a synthetic tree made from a different spec."""
 
 
