@@ -18,6 +18,9 @@ WARMUPS = ("none", "linear", "dann")
 # features and camera-local ids; acan_tf.training.association), supervised (the true cross-camera identities: the
 # ceiling that intra-camera methods are measured against; it reads cross-camera labels).
 CROSS_CAMERA = ("none", "association", "supervised")
+# Looks of the generated benchmark (acan_tf.data.synthetic.presets): default (the paper's tables) and realistic
+# (calibrated to predict real two-camera data, docs/results.md).
+SYNTHETIC_PRESETS = ("default", "realistic")
 
 
 class ConfigError(UserError, ValueError):
@@ -46,6 +49,9 @@ class Config:
                                               "here if absent.")
     synthetic_camera_shift: float = _field(1.0, "Strength of the cameras' shifts when the synthetic benchmark is "
                                                 "generated (0-1).")
+    synthetic_preset: str = _field("default", "The generated benchmark's people and cameras: default (the paper's "
+                                              "tables) or realistic (predicts real two-camera data; give it its own "
+                                              "--data_root, e.g. data/synthetic_realistic).", SYNTHETIC_PRESETS)
     image_height: int = _field(128, "Input height H (paper: 256; the dataset flagfiles set it).")
     image_width: int = _field(64, "Input width W (paper: 128).")
     frames_per_tracklet: int = _field(4, "Frames T sampled per tracklet in training (video datasets).")

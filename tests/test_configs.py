@@ -51,7 +51,7 @@ def parse(*argv: str) -> Config:
 
 def test_there_is_one_flagfile_per_real_dataset_with_and_without_association_and_the_synthetic_benchmarks():
     expected = [*REAL_DATASETS, *(f"{name}_association" for name in REAL_DATASETS), "synthetic",
-                "synthetic_pretrained", "synthetic_tiny", "tiny"]
+                "synthetic_pretrained", "synthetic_realistic", "synthetic_tiny", "tiny"]
     assert sorted(path.stem for path in CONFIGS) == sorted(expected)
 
 
@@ -76,6 +76,17 @@ def test_the_pretrained_synthetic_flagfile_is_the_run_without_flags_in_its_own_f
     config = parse(f"--flagfile={REPO / 'configs' / 'synthetic_pretrained.cfg'}")
     assert (config.backbone, config.backbone_weights, config.image_height) == ("efficientnet_lite0", "imagenet", 128)
     assert dataclasses.replace(config, output_dir=Config().output_dir) == Config()
+
+
+def test_the_realistic_synthetic_flagfile_is_the_run_without_flags_on_the_realistic_preset_in_its_own_folders(
+        monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = parse(f"--flagfile={REPO / 'configs' / 'synthetic_realistic.cfg'}")
+    assert (config.synthetic_preset, config.data_root) == ("realistic", "data/synthetic_realistic")
+    assert config.output_dir != Config().output_dir
+    own = {"synthetic_preset": Config().synthetic_preset, "data_root": Config().data_root,
+           "output_dir": Config().output_dir}
+    assert dataclasses.replace(config, **own) == Config()
 
 
 def test_the_tiny_synthetic_flagfile_is_that_run_with_the_small_cnn_from_scratch(monkeypatch):

@@ -14,6 +14,7 @@ from acan_tf.data import synthetic
 from acan_tf.data.datasets import DATASET_NAMES, DatasetError, load_dataset
 from acan_tf.data.records import ImageRecord, TrackletRecord
 from acan_tf.data.summary import dropped_cameras, identities_per_camera, summarize
+from acan_tf.data.synthetic.presets import LOOKS
 from tests.fixture_trees import (
     MARKET_TWO_CAMERAS,
     write_duke_si_tree,
@@ -202,13 +203,38 @@ def test_synthetic_reads_an_existing_tree_as_it_was_made_whatever_the_camera_shi
     assert synthetic.read_spec_document(root)["spec"]["camera_shift"] == 1.0
 
 
+def test_synthetic_generates_the_preset_asked_for_and_refuses_a_tree_of_another(tmp_path, monkeypatch):
+    requested = []
+
+    def tiny_ensure(root, spec):  # records the spec asked for and writes a tiny tree of its preset, for speed
+        requested.append(spec)
+        return synthetic.generate(root, dataclasses.replace(TINY_SPEC, preset=spec.preset))
+
+    monkeypatch.setattr(synthetic, "ensure", tiny_ensure)
+    realistic = load_dataset("synthetic", str(tmp_path / "realistic"), preset="realistic", camera_shift=1.0)
+    assert requested == [synthetic.preset_spec("realistic")] and realistic.num_cameras == TINY_SPEC.num_cameras
+    assert load_dataset("synthetic", str(tmp_path / "realistic"), preset="realistic") == realistic
+    assert load_dataset("synthetic", str(tmp_path / "realistic")) == realistic  # read as made
+    default = synthetic.generate(str(tmp_path / "default"), TINY_SPEC)
+    message = load_error("synthetic", default, preset="realistic")
+    assert f"{default} holds the synthetic benchmark of preset 'default', not 'realistic': give each preset its own " \
+           "folder (--data_root), e.g. data/synthetic_realistic" in message
+    assert "of preset 'realistic', not 'default'" in load_error("synthetic", tmp_path / "realistic", preset="default")
+    monkeypatch.setitem(LOOKS, "realistic", dataclasses.replace(LOOKS["realistic"], occlusion=0.5))
+    assert "holds the realistic preset drawn with another look" in load_error("synthetic", tmp_path / "realistic",
+                                                                             preset="realistic")
+
+
 def test_synthetic_options_are_checked(tmp_path):
     root = tmp_path / "synthetic"
     assert "synthetic: SyntheticSpec.camera_shift must be in [0, 1], got 1.5" in load_error(
         "synthetic", root, camera_shift=1.5
     )
-    assert "synthetic: pass camera_shift (0.5) or spec, not both" in load_error(
+    assert "synthetic: pass camera_shift (0.5) and preset (None), or spec, not both" in load_error(
         "synthetic", root, camera_shift=0.5, spec=TINY_SPEC
+    )
+    assert "synthetic: unknown synthetic preset 'sunny'; choose one of default, realistic" in load_error(
+        "synthetic", root, preset="sunny"
     )
     assert not root.exists()
     message = load_error("market1501", tmp_path, camera_shift=0.5)

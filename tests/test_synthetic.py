@@ -2,6 +2,7 @@
 
 import collections
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -10,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from acan_tf.config import SYNTHETIC_PRESETS
 from acan_tf.data import synthetic
 from acan_tf.data.synthetic import SyntheticSpec
+from acan_tf.data.synthetic.presets import LOOKS, Look
+from acan_tf.data.synthetic.spec import PRESET_SPECS
 
 NAME = re.compile(r"^(\d{4})_c(\d)s1_(\d{6})_(\d{2})\.jpg$")
 SMALL = SyntheticSpec(num_cameras=3, num_train_ids=4, num_test_ids=12, max_cameras_per_id=3,
@@ -253,3 +257,88 @@ def test_ensure_reports_a_corrupt_spec_file(tmp_path):
     (tmp_path / "tree" / "spec.json").write_text("{not json")
     with pytest.raises(ValueError, match="spec.json is not valid JSON"):
         synthetic.ensure(str(tmp_path / "tree"), SMALL)
+
+
+# ---- presets ---------------------------------------------------------------------------------------------------
+
+REALISTIC_TINY = synthetic.preset_spec("realistic", num_train_ids=6, num_test_ids=5, height=32, width=16)
+
+
+def _digest(root):
+    """SHA-256 over every file's relative path and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    for name, content in sorted(_read_all(root).items()):
+        digest.update(name.encode())
+        digest.update(content)
+    return digest.hexdigest()
+
+
+def test_the_default_preset_draws_the_images_and_spec_it_drew_before_presets_existed(small_tree, tmp_path):
+    # Digests of trees made by the generator before presets existed (commit 96e2e4b): the paper's tables keep their
+    # benchmark.
+    assert _digest(small_tree) == "21b55325ace2fac97d49cf80851c2041a599f4cf45c8dc52dc56acc2114fe0bd"
+    shifted = dataclasses.replace(SMALL, camera_shift=0.5, num_distractors=3)
+    assert _digest(synthetic.generate(str(tmp_path / "shifted"), shifted)) == \
+        "0a1263224ee81d5c18046b9b82b63c50c45bb3e7ceb6826934f614b50bf2426d"
+    assert synthetic.preset_spec("default") == SyntheticSpec()
+
+
+def test_the_realistic_preset_is_a_two_camera_tree_of_the_real_protocol_drawn_deterministically(tmp_path):
+    root = synthetic.generate(str(tmp_path / "realistic"), REALISTIC_TINY)
+    train = collections.Counter((pid, camid) for pid, camid, _ in _files(root, "bounding_box_train"))
+    query = collections.Counter((pid, camid) for pid, camid, _ in _files(root, "query"))
+    gallery = collections.Counter((pid, camid) for pid, camid, _ in _files(root, "bounding_box_test"))
+    assert train == {(pid, camid): 2 for pid in range(1, 7) for camid in (0, 1)}
+    assert query == gallery == {(pid, camid): 1 for pid in range(7, 12) for camid in (0, 1)}
+    with open(os.path.join(root, "spec.json")) as f:
+        document = json.load(f)
+    assert document["spec"]["preset"] == "realistic" and document["look"]["camera_views"] == [[0.5, 0.5, 0.0],
+                                                                                            [0.0, 0.0, 1.0]]
+    again = _read_all(synthetic.generate(str(tmp_path / "again"), REALISTIC_TINY))
+    assert again == _read_all(root)
+    default = _read_all(synthetic.generate(str(tmp_path / "default"), dataclasses.replace(REALISTIC_TINY,
+                                                                                       preset="default")))
+    assert {name: content for name, content in default.items() if name.endswith(".jpg")}.keys() == \
+        {name for name in again if name.endswith(".jpg")}
+    assert not {content for name, content in default.items() if name.endswith(".jpg")} & set(again.values())
+
+
+def test_realistic_cameras_see_people_from_the_front_or_back_and_from_the_side():
+    styles = synthetic.make_camera_styles(REALISTIC_TINY)
+    np.testing.assert_allclose([style.view for style in styles], [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+
+
+def test_realistic_look_alikes_wear_the_clothes_and_some_the_bag_of_an_earlier_person_of_their_split():
+    spec = synthetic.preset_spec("realistic", num_train_ids=30, num_test_ids=30)
+    people = [synthetic.make_person(spec, index) for index in range(60)]
+
+    def clothes(person):
+        return person.upper.colour.tobytes(), person.lower.colour.tobytes()
+
+    alike = [(first, second) for second in range(60) for first in range(second)
+             if clothes(people[first]) == clothes(people[second])]
+    assert alike and all((first < 30) == (second < 30) for first, second in alike)
+    # Some of them also carry the same bag and wear the same shoes; none is the other person entirely.
+    assert any(people[a].bag_colour.tobytes() == people[b].bag_colour.tobytes() for a, b in alike)
+    assert all(people[a].skin.tobytes() != people[b].skin.tobytes() for a, b in alike)
+    default = [synthetic.make_person(SyntheticSpec(), index) for index in range(60)]
+    assert len({clothes(person) for person in default}) == 60
+
+
+def test_an_unknown_preset_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="preset must be one of default, realistic, got 'sunny'"):
+        SyntheticSpec(preset="sunny")
+    with pytest.raises(ValueError, match="unknown synthetic preset 'sunny'; choose one of default, realistic"):
+        synthetic.preset_spec("sunny")
+
+
+@pytest.mark.parametrize("field, value", [("occlusion", 1.5), ("resolution", (2.0, 1.0)),
+                                          ("camera_views", ((1.0, 0.0),))])
+def test_look_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=f"Look.{field}"):
+        Look(**{field: value})
+
+
+def test_every_preset_has_a_look_and_a_benchmark():
+    assert tuple(LOOKS) == tuple(PRESET_SPECS) == SYNTHETIC_PRESETS
+    assert all(PRESET_SPECS[name].preset == name for name in SYNTHETIC_PRESETS)

@@ -106,6 +106,7 @@ def test_unreadable_training_image_is_named_and_checkpoints_survive(tiny_tree, t
         (["--dataset=cuhk03"], flags.IllegalFlagValueError, "market1501|dukemtmcreid|msmt17|mars"),
         (["--no_such_flag=1"], flags.UnrecognizedFlagError, "no_such_flag"),
         (["--lr_decay_epochs=ten"], ConfigError, "expected integers"),
+        (["--synthetic_preset=sunny"], flags.IllegalFlagValueError, "default|realistic"),
     ],
 )
 def test_bad_flags_are_rejected_with_the_choices(argv, error, message):
@@ -135,3 +136,5 @@ def test_config_rejects_out_of_range_values():
         Config(lr_decay_epochs=(200, 100))
     with pytest.raises(ConfigError, match="--camera_sampling"):
         Config(camera_sampling="uniform")
+    with pytest.raises(ConfigError, match="--synthetic_preset='sunny': expected one of default, realistic"):
+        Config(synthetic_preset="sunny")

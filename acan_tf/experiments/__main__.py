@@ -1,10 +1,12 @@
 """`python -m acan_tf.experiments EXPERIMENT`: the paper's ablations as repeated training runs and one table.
 
-The experiments, their outputs and how finished runs are reused: acan_tf.experiments.runner.
+The experiments, their outputs and how finished runs are reused: acan_tf.experiments.runner; `calibration` (one
+seed, the realistic preset's figures against real data's): acan_tf.experiments.calibration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -17,6 +19,7 @@ from absl import app, flags
 
 from acan_tf.data import DATASET_NAMES
 from acan_tf.errors import UserError
+from acan_tf.experiments import calibration
 from acan_tf.experiments.runner import EXPERIMENT_DEFAULTS, EXPERIMENTS, ExperimentError, run_experiment
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.logs import quiet_tensorflow_logging
@@ -37,18 +40,24 @@ def parse_list(flag: str, items: Sequence[str], parse: Callable[[str], object]) 
 
 def main(argv: list[str]) -> None:
     """Entry point of the absl app."""
-    if len(argv) != 2 or argv[1] not in EXPERIMENTS:
-        raise app.UsageError(f"name one experiment: {' | '.join(EXPERIMENTS)}")
+    if len(argv) != 2 or argv[1] not in (*EXPERIMENTS, calibration.NAME):
+        raise app.UsageError(f"name one experiment: {' | '.join((*EXPERIMENTS, calibration.NAME))}")
     name = argv[1]
     quiet_tensorflow_logging()
     options = flags.FLAGS
     output_dir = options.output_dir if options["output_dir"].present else os.path.join("runs", "experiments", name)
     started = time.time()
     try:
-        values = parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
-        seeds = parse_list("seeds", options.seeds, int)
         command = shlex.join(["python", "-m", "acan_tf.experiments", *sys.argv[1:]])
-        results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
+        if name == calibration.NAME:  # one seed (--seed), its own settings unless given
+            unset = {flag: value for flag, value in calibration.CALIBRATION_DEFAULTS.items()
+                     if not options[flag].present}
+            base = dataclasses.replace(config_from_flags(), **unset)
+            results = calibration.run_calibration(base, output_dir, command)
+        else:
+            values = parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
+            seeds = parse_list("seeds", options.seeds, int)
+            results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
     except UserError as error:
         sys.exit(f"acan_tf.experiments: error: {error}")
     except StopRequested as stop:  # rerunning the command reuses the finished runs and resumes this one

@@ -4,6 +4,7 @@
     lambda_sweep      λ (--adv_weight) in 0, 0.5, ..., 3 with the --scheme (default oce): Fig. 4
     disc_width_sweep  D's width in 64, 128, 256, 512 with the --scheme: Fig. 5
     association       none, oce, none+association, oce+association and the supervised ceiling (beyond the paper)
+    calibration       the realistic preset's calibrated figures against real data's (acan_tf.experiments.calibration)
 
 Every setting is trained once per --seeds seed with `acan_tf.training.trainer.run`, one run after another in this
 process, into OUTPUT_DIR/<parameter>-<value>_seed<seed>/. Every flag of acan_tf.train sets the base

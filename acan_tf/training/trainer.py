@@ -125,7 +125,8 @@ def check_same_run(config: Config, folder: RunDir) -> None:
 def load_training_data(config: Config) -> TrainingData:
     """The dataset of --dataset (its query and gallery: a validation split with --validation_identities), its summary
     (logged) and its training set, cameras too small dropped (with a warning)."""
-    options = {"camera_shift": config.synthetic_camera_shift} if config.dataset == "synthetic" else {}
+    options = ({"camera_shift": config.synthetic_camera_shift, "preset": config.synthetic_preset}
+               if config.dataset == "synthetic" else {})
     dataset = load_dataset(config.dataset, config.data_root, **options)
     if config.validation_identities:  # evaluation then sees held-out training identities, never the test split
         dataset = carve_validation(dataset, config.validation_identities, config.seed)

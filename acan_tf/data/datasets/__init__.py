@@ -33,8 +33,9 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
 
     Options: msmt17 takes `use_val_for_training` (default True: list_train + list_val, as the paper;
     False: list_train alone, as torchreid); synthetic takes `camera_shift` (0-1, used if it must generate the
-    benchmark) or `spec` (a SyntheticSpec the tree must have been made from). cameras reads your own cameras
-    (`root/train/<camera>/<local id>/...` or a CSV manifest, acan_tf.data.datasets.cameras).
+    benchmark) and `preset` (the tree must be of that preset; generated with it), or `spec` (a SyntheticSpec the
+    tree must have been made from). cameras reads your own cameras (`root/train/<camera>/<local id>/...` or a CSV
+    manifest, acan_tf.data.datasets.cameras).
     """
     if name not in _LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")

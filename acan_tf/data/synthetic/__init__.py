@@ -6,9 +6,12 @@ colour cast, exposure, contrast, saturation, resolution, blur, noise, framing, t
 an image's camera is easy to tell and matching a person across cameras is hard: the gap the paper's camera
 alignment closes. The result is written as a Market-1501 tree that the ordinary Market parser reads.
 
-Modules, in the order an image is made: `spec` (what a benchmark is made from, spec.json), `streams` (seeded
-random streams), `identities` (palettes and people), `cameras` (scenes and per-camera shifts), `canvas`
-(anti-aliased shapes), `pedestrian` (pose and body drawing), `image` (one camera's picture of one person) and
+Presets (`presets`) set how hard people and cameras are: `default`, the original benchmark, and `realistic`,
+calibrated to predict real two-camera data (docs/results.md).
+
+Modules, in the order an image is made: `presets` (looks), `spec` (what a benchmark is made from, spec.json),
+`streams` (seeded random streams), `identities` (palettes and people), `cameras` (scenes and per-camera shifts),
+`canvas` (anti-aliased shapes), `pedestrian` (pose and body drawing), `image` (one camera's picture of one person) and
 `tree` (planning and writing the tree: `generate`, `ensure`).
 """
 
@@ -20,9 +23,21 @@ from acan_tf.data.synthetic.spec import (
     SPEC_FILE,
     SpecMismatchError,
     SyntheticSpec,
+    preset_spec,
     read_spec_document,
+    spec_document,
+    spec_preset,
 )
-from acan_tf.data.synthetic.tree import GALLERY_DIR, QUERY_DIR, TRAIN_DIR, Shot, ensure, generate, plan_shots
+from acan_tf.data.synthetic.tree import (
+    GALLERY_DIR,
+    QUERY_DIR,
+    TRAIN_DIR,
+    Shot,
+    ensure,
+    generate,
+    make_person,
+    plan_shots,
+)
 
 __all__ = [
     "GALLERY_DIR",
@@ -39,7 +54,11 @@ __all__ = [
     "generate",
     "make_camera_styles",
     "make_identity",
+    "make_person",
     "plan_shots",
+    "preset_spec",
     "read_spec_document",
     "render",
+    "spec_document",
+    "spec_preset",
 ]

@@ -29,6 +29,8 @@ class CameraStyle:
     person_height: float  # fraction of the frame height the detector's box gives the person
     aspect: float  # horizontal stretch of the detector's box
     view: np.ndarray  # probabilities of front / back / side views: a camera watches a walkway
+    lighting: tuple[float, float]  # range of an image's exposure around the camera's
+    framing: float  # standard deviation of the detector box's horizontal offset (fraction of the width)
 
 
 def _smooth_noise(rng: np.random.Generator, height: int, width: int, cells: tuple[int, int]) -> np.ndarray:
@@ -111,6 +113,10 @@ def make_camera_styles(spec: SyntheticSpec) -> tuple[CameraStyle, ...]:
     aspect = shifted(1.0, 0.925, 1.075)
     preferred = np.eye(3)[rng.integers(3, size=count)]
     view = (1 - strength) / 3 + strength * (0.2 + 0.4 * preferred)
+    look = spec.look
+    if look.camera_views:  # the look's cameras watch people from set directions
+        chosen = np.asarray([look.camera_views[c % len(look.camera_views)] for c in range(count)], np.float64)
+        view = (1 - strength) / 3 + strength * chosen / chosen.sum(axis=1, keepdims=True)
     styles = []
     for c in range(count):
         camera_rng = stream(spec.seed, CAMERA_STREAM, c)
@@ -129,6 +135,8 @@ def make_camera_styles(spec: SyntheticSpec) -> tuple[CameraStyle, ...]:
             person_height=float(person_height[c]),
             aspect=float(aspect[c]),
             view=view[c],
+            lighting=look.lighting,
+            framing=look.framing,
         ))
     return tuple(styles)
 
@@ -141,7 +149,7 @@ def apply_camera(image: np.ndarray, style: CameraStyle, rng: np.random.Generator
     # Saturation, white balance and exposure are one linear map of RGB; lighting also varies a little
     # from one image to the next within a camera.
     desaturate = style.saturation * np.eye(3) + (1.0 - style.saturation) / 3.0
-    colour_map = desaturate * (style.gains * style.exposure * rng.uniform(0.93, 1.07))[None, :]
+    colour_map = desaturate * (style.gains * style.exposure * rng.uniform(*style.lighting))[None, :]
     image = (image.reshape(-1, 3) @ colour_map.astype(np.float32)).reshape(height, width, 3)
     # Contrast (gamma and lifted blacks) as a lookup table, the way a camera applies its tone curve.
     levels = np.linspace(0.0, 1.0, 1024) ** style.gamma

@@ -153,6 +153,11 @@ def draw_person(canvas: Canvas, person: Identity, pose: Pose) -> None:
     upper = canvas.texture(person.upper, (body.y(0.15), body.x(0.0)), h)
     half = 0.125 * body.narrow * h * pose.width_scale
     canvas.paint(canvas.trapezoid(body.y(0.14), body.y(0.52), pose.centre_x, half, half * 0.85), upper)
+    if person.inner is not None and pose.orientation == "front":  # the open jacket shows the top beneath
+        inner = 0.05 * h * pose.width_scale
+        canvas.paint(canvas.trapezoid(body.y(0.16), body.y(0.5), pose.centre_x, inner, inner * 0.8), person.inner)
+    if person.back_print is not None and pose.orientation == "back":
+        canvas.paint(canvas.box(body.y(0.2), body.y(0.36), body.x(-0.07), body.x(0.07)), person.back_print)
     if person.long_hair and pose.orientation == "back":
         _draw_long_hair(canvas, person, body)
     if person.bag == "backpack":
@@ -169,7 +174,7 @@ def make_pose(rng: np.random.Generator, person: Identity, style: CameraStyle, he
     body_height = height * style.person_height * person.build_height * rng.uniform(0.96, 1.04)
     spare = height - body_height
     return Pose(
-        centre_x=width / 2 + rng.normal(0.0, 0.04) * width,
+        centre_x=width / 2 + rng.normal(0.0, style.framing) * width,
         top=spare * rng.uniform(0.3, 0.7),
         height=body_height,
         width_scale=person.build_width * style.aspect,

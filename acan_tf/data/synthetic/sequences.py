@@ -20,10 +20,10 @@ from PIL import Image
 
 from acan_tf.data.records import ReIDDataset
 from acan_tf.data.synthetic.cameras import CameraStyle, apply_camera, make_camera_styles
-from acan_tf.data.synthetic.identities import make_identity
 from acan_tf.data.synthetic.image import render
 from acan_tf.data.synthetic.spec import SyntheticSpec
-from acan_tf.data.synthetic.streams import IDENTITY_STREAM, stream
+from acan_tf.data.synthetic.streams import IMAGE_DETAIL_STREAM, stream
+from acan_tf.data.synthetic.tree import make_person
 
 # Streams of their own (beyond the image benchmark's 0-3), so the sequences never change the benchmark's images.
 # A visit's path, its fault and the noise draw from separate streams: adding faults never moves a person.
@@ -127,8 +127,7 @@ def write_camera(folder: str, spec: SequenceSpec, camid: int) -> int:
     scenes = [style.scene for style in styles]
     tracks = plan_tracks(spec, camid)
     background = _background(styles[camid], spec, stream(spec.seed, SEQUENCE_STREAM, camid))
-    people = {track.person: make_identity(stream(bench.seed, IDENTITY_STREAM, track.person))
-              for track in tracks if track.person != NOISE_PERSON}
+    people = {track.person: make_person(bench, track.person) for track in tracks if track.person != NOISE_PERSON}
     by_frame: dict[int, list[tuple[Track, int, int]]] = {}
     for track in tracks:
         for frame, left, top in track.boxes:
@@ -141,7 +140,8 @@ def write_camera(folder: str, spec: SequenceSpec, camid: int) -> int:
             if track.person == NOISE_PERSON:
                 continue  # a noisy track boxes whatever is there
             rng = stream(spec.seed, TRACK_STREAM, camid, track.person, frame)  # faults change no pixel
-            tile = render(people[track.person], styles[camid], scenes, bench, rng)
+            details = stream(bench.seed, IMAGE_DETAIL_STREAM, track.person, camid, frame)
+            tile = render(people[track.person], styles[camid], scenes, bench, rng, details)
             _paste(pixels, tile, left, top)
         Image.fromarray(pixels).save(os.path.join(folder, "img1", f"{frame:06d}.jpg"), quality=JPEG_QUALITY)
     lines = sorted((frame, track.track_id, left, top) for track in tracks for frame, left, top in track.boxes)

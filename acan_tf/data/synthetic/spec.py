@@ -7,6 +7,7 @@ import json
 import os
 from typing import Optional
 
+from acan_tf.data.synthetic.presets import LOOKS, Look
 from acan_tf.errors import UserError
 
 SPEC_FILE = "spec.json"
@@ -30,8 +31,16 @@ class SyntheticSpec:
     width: int = 64
     camera_shift: float = 1.0  # 0: cameras differ in nothing (an upper bound for alignment); 1: the benchmark
     seed: int = 0
+    preset: str = "default"  # the look of people and cameras (presets.LOOKS)
+
+    @property
+    def look(self) -> Look:
+        """The preset's look."""
+        return LOOKS[self.preset]
 
     def __post_init__(self) -> None:
+        if self.preset not in LOOKS:
+            raise ValueError(f"SyntheticSpec.preset must be one of {', '.join(LOOKS)}, got {self.preset!r}")
         for name in ("train_images_per_camera", "gallery_images_per_camera"):
             value = tuple(getattr(self, name))
             object.__setattr__(self, name, value)
@@ -63,9 +72,40 @@ class SyntheticSpec:
             raise ValueError(f"SyntheticSpec.seed must be >= 0, got {self.seed}")
 
 
+# The benchmark of each preset; tests and the calibration ask for smaller ones with `preset_spec(name, **sizes)`.
+PRESET_SPECS = {
+    "default": SyntheticSpec(),
+    # The real two-camera hold-out's protocol: 485 training identities with 2 images per camera, 486 test identities
+    # with one query and one gallery image per camera.
+    "realistic": SyntheticSpec(
+        num_cameras=2, num_train_ids=485, num_test_ids=486, min_cameras_per_id=2, max_cameras_per_id=2,
+        train_images_per_camera=(2, 2), gallery_images_per_camera=(1, 1), preset="realistic",
+    ),
+}
+
+
+def preset_spec(preset: str, **changes) -> SyntheticSpec:
+    """The benchmark of `preset` with some fields changed (sizes for tests, the camera shift)."""
+    if preset not in PRESET_SPECS:
+        raise ValueError(f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESET_SPECS)}")
+    return dataclasses.replace(PRESET_SPECS[preset], **changes)
+
+
+def spec_preset(document: object) -> str:
+    """The preset a spec.json was made with (trees made before presets existed are the default one)."""
+    settings = document.get("spec") if isinstance(document, dict) else None
+    return str(settings.get("preset", "default")) if isinstance(settings, dict) else "default"
+
+
 def spec_document(spec: SyntheticSpec) -> dict:
-    """What spec.json holds: the generator version and the spec, as plain JSON values."""
-    return json.loads(json.dumps({"generator_version": GENERATOR_VERSION, "spec": dataclasses.asdict(spec)}))
+    """What spec.json holds: the generator version, the spec and, for a preset other than the default, its look."""
+    settings = dataclasses.asdict(spec)
+    document = {"generator_version": GENERATOR_VERSION, "spec": settings}
+    if spec.preset == "default":
+        del settings["preset"]  # the default benchmark's spec.json stays the one written before presets existed
+    else:
+        document["look"] = dataclasses.asdict(spec.look)
+    return json.loads(json.dumps(document))
 
 
 class SpecMismatchError(UserError, ValueError):

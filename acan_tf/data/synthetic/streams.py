@@ -9,6 +9,8 @@ import numpy as np
 # Independent random streams: every object draws from its own seeded generator, so what an image
 # looks like does not depend on the order in which images are generated.
 IDENTITY_STREAM, VISIT_STREAM, CAMERA_STREAM, IMAGE_STREAM = range(4)
+# What a preset's look adds draws from streams of its own, so the default benchmark's images stay as they were.
+PERSON_DETAIL_STREAM, IMAGE_DETAIL_STREAM = range(4, 6)
 
 
 def stream(seed: int, *path: int) -> np.random.Generator:

@@ -12,10 +12,17 @@ from absl import logging
 from PIL import Image
 
 from acan_tf.data.synthetic.cameras import make_camera_styles
-from acan_tf.data.synthetic.identities import Identity, make_identity
+from acan_tf.data.synthetic.identities import Identity, make_identity, with_look
 from acan_tf.data.synthetic.image import render
 from acan_tf.data.synthetic.spec import SPEC_FILE, SpecMismatchError, SyntheticSpec, read_spec_document, spec_document
-from acan_tf.data.synthetic.streams import IDENTITY_STREAM, IMAGE_STREAM, VISIT_STREAM, stream
+from acan_tf.data.synthetic.streams import (
+    IDENTITY_STREAM,
+    IMAGE_DETAIL_STREAM,
+    IMAGE_STREAM,
+    PERSON_DETAIL_STREAM,
+    VISIT_STREAM,
+    stream,
+)
 from acan_tf.io import write_json
 
 TRAIN_DIR = "bounding_box_train"
@@ -72,6 +79,19 @@ def plan_shots(spec: SyntheticSpec) -> list[Shot]:
     return shots
 
 
+def make_person(spec: SyntheticSpec, person_index: int) -> Identity:
+    """Person `person_index` of the benchmark, dressed by the preset's look (a look-alike copies an earlier person of
+    the same split)."""
+    person = make_identity(stream(spec.seed, IDENTITY_STREAM, person_index), spec.look)
+    rng = stream(spec.seed, PERSON_DETAIL_STREAM, person_index)
+    first = 0 if person_index < spec.num_train_ids else spec.num_train_ids
+    model = None
+    if rng.uniform() < spec.look.look_alikes and person_index > first:
+        model_index = int(rng.integers(first, person_index))
+        model = make_identity(stream(spec.seed, IDENTITY_STREAM, model_index), spec.look)
+    return with_look(person, rng, spec.look, model)
+
+
 def _write_tree(root: str, spec: SyntheticSpec) -> int:
     """Writes every image and spec.json under `root`; returns the number of images."""
     styles = make_camera_styles(spec)
@@ -82,9 +102,10 @@ def _write_tree(root: str, spec: SyntheticSpec) -> int:
     shots = plan_shots(spec)
     for shot in shots:
         if shot.person_index not in people:
-            people[shot.person_index] = make_identity(stream(spec.seed, IDENTITY_STREAM, shot.person_index))
+            people[shot.person_index] = make_person(spec, shot.person_index)
         rng = stream(spec.seed, IMAGE_STREAM, shot.person_index, shot.camid, shot.take)
-        pixels = render(people[shot.person_index], styles[shot.camid], scenes, spec, rng)
+        details = stream(spec.seed, IMAGE_DETAIL_STREAM, shot.person_index, shot.camid, shot.take)
+        pixels = render(people[shot.person_index], styles[shot.camid], scenes, spec, rng, details)
         Image.fromarray(pixels).save(os.path.join(root, shot.split_dir, shot.file_name), format="JPEG",
                                      quality=JPEG_QUALITY, subsampling="4:2:0")
     write_json(os.path.join(root, SPEC_FILE), spec_document(spec))
