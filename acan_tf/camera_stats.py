@@ -15,11 +15,12 @@ import sys
 
 import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from acan_tf.deploy.camera_stats import RUNTIMES, update_camera
 from acan_tf.errors import UserError
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE
+from acan_tf.logs import warnings_only_unless_asked
 
 
 def define_flags() -> None:
@@ -42,8 +43,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = flags.FLAGS
-    if not options["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    warnings_only_unless_asked()
     try:
         statistics, path = update_camera(options.model, options.camera, options.images, options.runtime,
                                          options.statistics, options.batch_size)

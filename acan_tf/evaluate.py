@@ -20,7 +20,7 @@ import sys
 
 import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from acan_tf.data import DATASET_NAMES
 from acan_tf.deploy.calibration import DEFAULT_FPR
@@ -31,6 +31,7 @@ from acan_tf.evaluation.reid import Reranking
 from acan_tf.evaluation.reported import format_metrics
 from acan_tf.evaluation.runner import check_output, default_output, evaluate_run, evaluate_saved_model
 from acan_tf.io import write_json
+from acan_tf.logs import warnings_only_unless_asked
 from acan_tf.run_dir import CHECKPOINTS
 
 
@@ -73,8 +74,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = flags.FLAGS
-    if not options["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # checkpoint INFO lines of the projector would bury the table
+    warnings_only_unless_asked()
     if (options.run_dir is None) == (options.saved_model is None):
         raise app.UsageError("pass exactly one of --run_dir and --saved_model")
     reranking = Reranking(options.rerank_k1, options.rerank_k2, options.rerank_lambda) if options.rerank else None

@@ -10,12 +10,13 @@ import sys
 
 import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from acan_tf.deploy import calibration, quantize
 from acan_tf.deploy.exporter import DEFAULT_FORMATS, ONNX_TOLERANCE, SAVED_MODEL_TOLERANCE, export_run
 from acan_tf.deploy.onnx_export import OPSET
 from acan_tf.errors import UserError
+from acan_tf.logs import warnings_only_unless_asked
 from acan_tf.run_dir import CHECKPOINTS
 
 
@@ -53,8 +54,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = flags.FLAGS
-    if not options["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines about writing the SavedModel bury the figures
+    warnings_only_unless_asked()
     try:
         result = export_run(
             options.run_dir, options.output_dir, options.model_name, options.version, options.formats,

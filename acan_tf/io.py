@@ -1,8 +1,9 @@
-"""Writing run files so that a crash never leaves a half-written one: write a temporary sibling, then rename."""
+"""Run files: written so that a crash never leaves a half-written one (a temporary sibling, then rename); digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
@@ -25,6 +26,15 @@ def atomic_path(path: str) -> Iterator[str]:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def sha256(path: str) -> str:
+    """The hex SHA-256 digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_json(path: str, value: Any) -> None:

@@ -16,12 +16,13 @@ import sys
 
 import acan_tf  # noqa: F401  (first: it sets TensorFlow's environment before TensorFlow is imported)
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from acan_tf.deploy import linker
 from acan_tf.deploy.link_page import identities_page
 from acan_tf.errors import UserError
 from acan_tf.io import write_json, write_text
+from acan_tf.logs import warnings_only_unless_asked
 
 DOCUMENT, PAGE = "identities.json", "identities.html"
 
@@ -46,8 +47,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     options = flags.FLAGS
-    if not options["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    warnings_only_unless_asked()
     try:
         linker.check_output(options.output_dir, DOCUMENT, PAGE)
         card, embed = linker.read_export(options.export, options.runtime)

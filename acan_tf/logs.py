@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging as python_logging
 
 import tensorflow as tf
-from absl import logging
+from absl import flags, logging
 
 
 def _not_checkpoint_saver(record: python_logging.LogRecord) -> bool:
@@ -20,3 +20,10 @@ def quiet_tensorflow_logging() -> None:
     # filter function twice is a no-op.
     tf.get_logger().setLevel("WARNING")
     logging.get_absl_logger().addFilter(_not_checkpoint_saver)
+
+
+def warnings_only_unless_asked() -> None:
+    """absl's verbosity at WARNING unless --verbosity was given: a command prints its figures, and INFO lines (the
+    SavedModel writer's, the projector's checkpoints) would bury them."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)

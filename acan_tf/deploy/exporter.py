@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import Sequence
 
@@ -32,7 +31,7 @@ from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_
 from acan_tf.errors import UserError
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics
 from acan_tf.evaluation.reid import record_ids
-from acan_tf.io import write_json
+from acan_tf.io import sha256, write_json
 from acan_tf.model.builder import load_run
 from acan_tf.run_dir import RunDir
 
@@ -171,11 +170,7 @@ def _camera_statistics(acan, config, data, run_dir: str) -> CameraStatistics | N
 
 def model_hash(weights_file: str) -> str:
     """The encoder's identity in a model card and in the kit's index files: SHA-256 of the exported weights file."""
-    digest = hashlib.sha256()
-    with open(weights_file, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(weights_file)
 
 
 def _calibration_data(config: Config) -> tuple[ReIDDataset | None, str | None]:

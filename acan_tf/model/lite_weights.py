@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import os
 import warnings
@@ -10,7 +9,7 @@ import warnings
 import keras
 
 from acan_tf.errors import UserError
-from acan_tf.io import atomic_path, write_text
+from acan_tf.io import atomic_path, sha256, write_text
 from acan_tf.model.efficientnet_lite import build_efficientnet_lite0, load_torch_state
 from acan_tf.model.torch_checkpoint import load_state_dict
 
@@ -23,15 +22,6 @@ KERAS_FILE = "efficientnet_lite0_imagenet_notop.weights.h5"  # in the Keras cach
 
 class LiteWeightsError(UserError, ValueError):
     """The ImageNet weights of Lite0 are missing, corrupt or foreign; the message names the file or package."""
-
-
-def sha256(path: str) -> str:
-    """The hex SHA-256 digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def checkpoint_path() -> str:
