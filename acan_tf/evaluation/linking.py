@@ -29,7 +29,7 @@ from acan_tf.evaluation.reid import record_ids
 from acan_tf.evaluation.runner import EvaluateError, read_model_card
 from acan_tf.model.builder import load_run
 from acan_tf.run_dir import RunDir
-from acan_tf.training.association import Association, association_quality, proxy_global_ids
+from acan_tf.training.association import Association, association_quality, component_statistics, proxy_global_ids
 
 
 def local_identities(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +41,7 @@ def local_identities(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]
 def link_quality(association: Association, proxy_pids: np.ndarray, camera_names: Sequence[str]) -> dict:
     """Pairwise precision, recall and F1 of the links, the share of people recovered exactly, and per camera pair."""
     proxies, pseudo_ids = association.proxies, association.pseudo_ids
-    quality = association_quality(pseudo_ids, proxies.cameras, proxy_pids)
+    quality = {**component_statistics(association), **association_quality(pseudo_ids, proxies.cameras, proxy_pids)}
     precision, recall = quality["pair_precision"], quality["pair_recall"]
     quality["pair_f1"] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     # A proxy left alone is its own group; a person is recovered exactly when their proxies form one whole group.

@@ -251,7 +251,6 @@ def association_quality(pseudo_ids: np.ndarray, cameras: np.ndarray, global_ids:
     _, per_person_camera = np.unique(np.stack([global_ids, cameras], axis=1), axis=0, return_counts=True)
     true = _pairs(per_person) - _pairs(per_person_camera)
     return {
-        "predicted_pairs": predicted,
         "true_pairs": true,
         "correct_pairs": correct,
         # 0.0 when there is nothing to measure: JSON has no NaN, and predicted_pairs / true_pairs say why.
