@@ -112,7 +112,9 @@ def test_edge_runner_ranks_gallery_by_euclidean_distance(model, tmp_path, capsys
     gallery = write_images(tmp_path / "gallery")
     os.makedirs(tmp_path / "query")
     query = [shutil.copy(gallery[1], str(tmp_path / "query" / "copy_of_b.png"))]
-    assert onnx_infer.main(["--model", export_dir, "--gallery", str(tmp_path / "gallery"), "--top_k", "3", *query]) == 0
+    # Ranking alone: no threshold (the card's calibrated one would leave out the tiny model's far matches).
+    assert onnx_infer.main(["--model", export_dir, "--gallery", str(tmp_path / "gallery"), "--top_k", "3",
+                            "--threshold", "none", *query]) == 0
     (record,) = json_lines(capsys.readouterr().out)
     assert record["query"] == query[0]
     embeddings = reference_embeddings(acan, np.stack([training_pixels(path) for path in gallery]))
@@ -283,7 +285,7 @@ def test_edge_runner_normalises_each_cameras_embeddings_with_its_statistics(mode
 
     # Query of camera c1 against a gallery of camera c3: each side centred on its own camera's mean.
     argv = ["--model", export_dir, "--camera", "c1", "--gallery", str(tmp_path / "images"), "--gallery_camera", "c3",
-            "--top_k", "4", paths[0]]
+            "--top_k", "4", "--threshold", "none", paths[0]]
     assert onnx_infer.main(argv) == 0
     (record,) = json_lines(capsys.readouterr().out)
     query, gallery = statistics.apply(embeddings[:1], ["c1"]), statistics.apply(embeddings, ["c3"] * len(paths))
@@ -296,7 +298,7 @@ def test_edge_runner_falls_back_to_the_global_statistics_for_a_new_camera(model,
     acan, export_dir = model
     paths = write_images(tmp_path / "images")
     assert onnx_infer.main(["--model", export_dir, "--camera", "lobby", "--gallery", str(tmp_path / "images"),
-                            "--gallery_camera", "lobby", paths[0]]) == 0
+                            "--gallery_camera", "lobby", "--threshold", "none", paths[0]]) == 0
     captured = capsys.readouterr()
     notes = [line for line in captured.err.splitlines() if "no statistics for camera lobby" in line]
     assert len(notes) == 1 and "(it has c1, c2, c3)" in notes[0] and "global mean" in notes[0]
