@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from acan_tf.data.datasets import DatasetError, load_dataset
+from acan_tf.data.datasets import DatasetError, load_dataset, load_existing_dataset, load_trained_dataset
 from acan_tf.data.datasets.cameras import scan_cameras
 from acan_tf.data.records import ImageRecord, TrackletRecord, camera_local_labels
 from acan_tf.data.summary import summarize
@@ -66,11 +66,17 @@ def test_without_query_and_gallery_there_is_no_evaluation(tmp_path):
     dataset = load_dataset("cameras", str(tmp_path))
     assert dataset.query == dataset.gallery == () and not dataset.has_evaluation
     assert not dataset.train_ids_cross_camera  # local ids: nothing to measure an association against
+    # What export reads (statistics of the training cameras, by folder name), where evaluation refuses.
+    assert load_trained_dataset("cameras", str(tmp_path)) == dataset
+    assert dataset.camera_keys == dataset.camera_names
+    with pytest.raises(DatasetError, match="no query/ and gallery/"):
+        load_existing_dataset("cameras", str(tmp_path))
 
 
 def test_benchmarks_keep_their_numbered_camera_names(tmp_path):
     dataset = load_dataset("market1501", str(write_market_tree(tmp_path)))
     assert dataset.camera_names == tuple(f"camera {n}" for n in range(1, 7))
+    assert dataset.camera_keys == ("c1", "c2", "c3", "c4", "c5", "c6")  # Market-1501's own names in file names
 
 
 def test_tracklet_folders_make_tracklet_records(tmp_path):

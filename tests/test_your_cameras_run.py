@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from acan_tf.config import Config
 from acan_tf.data import DatasetError, load_dataset
 from acan_tf.data.ingest import Filters, ingest
 from acan_tf.data.synthetic.sequences import SequenceSpec, write_sequences, write_test_split
+from acan_tf.deploy.exporter import export_run
+from acan_tf.evaluation.camera_norm import STATISTICS_FILE
 from acan_tf.evaluation.runner import evaluate_run
 from acan_tf.training.trainer import run
 from tests import tiny_runs
@@ -64,3 +67,8 @@ def test_without_cross_camera_labels_training_runs_to_the_end_and_says_what_it_m
     assert "c2 " in (out / "dataset.txt").read_text() and (out / "checkpoints" / "best.weights.h5").is_file()
     with pytest.raises(DatasetError, match="has no query/ and gallery/ .no cross-camera labels., so retrieval"):
         evaluate_run(str(out))
+    # The export still takes each camera's statistics from its training images, named as the camera folders.
+    result = export_run(str(out), str(tmp_path / "models"), "mine")
+    statistics = json.loads((Path(result.path) / STATISTICS_FILE).read_text())
+    assert sorted(statistics["cameras"]) == ["c1", "c2", "c3"]
+    assert result.card["calibration"]["status"] == "uncalibrated"

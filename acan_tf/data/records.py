@@ -37,11 +37,6 @@ def numbered_camera_names(num_cameras: int) -> tuple[str, ...]:
     return tuple(camera_name(camid) for camid in range(num_cameras))
 
 
-def camera_key(camid: int) -> str:
-    """How files (a deployment's camera statistics) name a dataset camera: c and its 1-based number (Market's c1)."""
-    return f"c{camid + 1}"
-
-
 def frame_paths(record: Record) -> tuple[str, ...]:
     """The frame paths of a record: its image, or a tracklet's frames in order."""
     return record.paths if isinstance(record, TrackletRecord) else (record.path,)
@@ -82,6 +77,14 @@ class ReIDDataset:
     def has_evaluation(self) -> bool:
         """Whether query and gallery exist: labelled cross-camera identities that retrieval is measured on."""
         return bool(self.query) and bool(self.gallery)
+
+    @property
+    def camera_keys(self) -> tuple[str, ...]:
+        """How files (a deployment's camera statistics) name the cameras, index = camid: your own cameras by their
+        folder names, a benchmark's as c and the 1-based number (Market-1501's c1)."""
+        if not self.train_ids_cross_camera:
+            return self.camera_names
+        return tuple(f"c{camid + 1}" for camid in range(self.num_cameras))
 
     @property
     def cameras(self) -> tuple[int, ...]:

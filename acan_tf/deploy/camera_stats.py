@@ -17,7 +17,7 @@ import tensorflow as tf
 from acan_tf.config import Config
 from acan_tf.data.datasets.layout import is_image_name
 from acan_tf.data.pipeline import find_unreadable
-from acan_tf.data.records import ImageRecord, Record, ReIDDataset, camera_key
+from acan_tf.data.records import ImageRecord, Record, ReIDDataset
 from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE
 from acan_tf.deploy.onnx_export import run_onnx
 from acan_tf.deploy.quantize import onnx_features
@@ -51,14 +51,14 @@ def probe_images(height: int, width: int, count: int = PROBE_IMAGES) -> np.ndarr
 
 def run_statistics(embed_frames: Callable, config: Config, data: ReIDDataset, fingerprint: str,
                    probe: np.ndarray) -> CameraStatistics:
-    """Statistics of each training camera of a run (named `camera_key`), from at most MAX_IMAGES_PER_CAMERA of its
-    training images or tracklets (a seeded draw), unlabelled."""
+    """Statistics of each training camera of a run (named by `ReIDDataset.camera_keys`), from at most
+    MAX_IMAGES_PER_CAMERA of its training images or tracklets (a seeded draw), unlabelled."""
     chosen = _sample_per_camera(data.train)
     features = extract_features(embed_frames, chosen, config.image_height, config.image_width,
                                 config.eval_batch_size)
     source = (f"the run's training images of {data.name} (unlabelled; at most {MAX_IMAGES_PER_CAMERA} per camera, "
               f"seed {SAMPLE_SEED})")
-    return CameraStatistics.from_features(features, [camera_key(record.camid) for record in chosen], fingerprint,
+    return CameraStatistics.from_features(features, [data.camera_keys[record.camid] for record in chosen], fingerprint,
                                           source, probe)
 
 

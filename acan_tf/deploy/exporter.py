@@ -11,7 +11,7 @@ import tensorflow as tf
 from absl import logging
 
 from acan_tf.config import Config
-from acan_tf.data import DatasetError, load_existing_dataset
+from acan_tf.data import DatasetError, load_existing_dataset, load_trained_dataset
 from acan_tf.data.records import ReIDDataset
 from acan_tf.deploy import calibration, parity, quantize
 from acan_tf.deploy.calibration import (
@@ -159,7 +159,7 @@ def export_run(
 def _camera_statistics(acan, config, data, run_dir: str) -> CameraStatistics | None:
     """The training cameras' statistics for camera_stats.json, or None (warned) if the training data is gone."""
     try:
-        data = data or load_existing_dataset(config.dataset, config.data_root)
+        data = data or load_trained_dataset(config.dataset, config.data_root)
     except DatasetError as error:
         logging.warning("no %s in the export: the training data of %s cannot be read (%s); compute each camera's "
                         "statistics with python -m acan_tf.camera_stats", STATISTICS_FILE, run_dir, error)

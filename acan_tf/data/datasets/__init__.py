@@ -25,7 +25,7 @@ _LOADERS = types.MappingProxyType(
 )
 DATASET_NAMES = tuple(_LOADERS)
 
-__all__ = ["DATASET_NAMES", "DatasetError", "load_dataset", "load_existing_dataset"]
+__all__ = ["DATASET_NAMES", "DatasetError", "load_dataset", "load_existing_dataset", "load_trained_dataset"]
 
 
 def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
@@ -47,13 +47,19 @@ def load_dataset(name: str, root: str, **options: Any) -> ReIDDataset:
     return _LOADERS[name](root, **options)
 
 
-def load_existing_dataset(name: str, root: str) -> ReIDDataset:
-    """The dataset `name` at `root` for evaluation and export: never generated (they need the synthetic benchmark
-    trained on), and with a query and a gallery to measure retrieval on."""
+def load_trained_dataset(name: str, root: str) -> ReIDDataset:
+    """The dataset `name` at `root` that a model was trained on: never generated (export and evaluation need the
+    synthetic benchmark trained on), query and gallery possibly empty (your own cameras without labels)."""
     if name == "synthetic" and not os.path.isfile(os.path.join(root, SPEC_FILE)):
         raise DatasetError(f"no synthetic benchmark at {os.path.abspath(root)} (no {SPEC_FILE}): training generates "
                            "it; pass the --data_root the model was trained on")
-    dataset = load_dataset(name, root)
+    return load_dataset(name, root)
+
+
+def load_existing_dataset(name: str, root: str) -> ReIDDataset:
+    """The dataset `name` at `root` for evaluation and export: never generated, and with a query and a gallery to
+    measure retrieval on."""
+    dataset = load_trained_dataset(name, root)
     if not dataset.has_evaluation:
         raise DatasetError(f"{dataset.root} has no query/ and gallery/ (no cross-camera labels), so retrieval cannot "
                            "be measured on it; add a labelled query/ and gallery/, or pass another --data_root")
