@@ -303,6 +303,13 @@ def test_the_realistic_preset_is_a_two_camera_tree_of_the_real_protocol_drawn_de
     assert not {content for name, content in default.items() if name.endswith(".jpg")} & set(again.values())
 
 
+def test_the_realistic_preset_is_frozen(tmp_path):
+    # The calibrated benchmark (docs/results.md, "The realistic preset"): every method result on it is measured on
+    # exactly these images. A change of its look or of the generator must be a new, recalibrated benchmark.
+    assert _digest(synthetic.generate(str(tmp_path / "realistic"), REALISTIC_TINY)) == \
+        "6b28d5fabceeb1a5891d10cde2c28ba60254f52468e5ccd561ab30f48845deeb"
+
+
 def test_realistic_cameras_see_people_from_the_front_or_back_and_from_the_side():
     styles = synthetic.make_camera_styles(REALISTIC_TINY)
     np.testing.assert_allclose([style.view for style in styles], [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
@@ -342,3 +349,23 @@ def test_look_rejects_bad_values(field, value):
 def test_every_preset_has_a_look_and_a_benchmark():
     assert tuple(LOOKS) == tuple(PRESET_SPECS) == SYNTHETIC_PRESETS
     assert all(PRESET_SPECS[name].preset == name for name in SYNTHETIC_PRESETS)
+
+
+def _take_differences(root):
+    """Mean absolute pixel difference between the two training takes of each (person, camera)."""
+    takes = collections.defaultdict(list)
+    for pid, camid, name in _files(root, "bounding_box_train"):
+        takes[pid, camid].append(np.asarray(Image.open(os.path.join(root, "bounding_box_train", name)), np.float32))
+    return np.asarray([np.abs(first - second).mean() for first, second in takes.values()])
+
+
+def test_tracked_visits_are_frames_of_one_track_not_copies(tmp_path, monkeypatch):
+    spec = synthetic.preset_spec("realistic", num_train_ids=8, num_test_ids=2, height=64, width=32)
+    differences = {}
+    for share in (0.0, 1.0):
+        monkeypatch.setitem(LOOKS, "realistic", dataclasses.replace(LOOKS["realistic"], tracked_visits=share))
+        differences[share] = _take_differences(synthetic.generate(str(tmp_path / str(share)), spec))
+    # One track: the same spot, direction and lighting, so its frames differ far less than independent takes; but the
+    # walking phase and the box move, so no frame is a copy of another.
+    assert np.median(differences[1.0]) < 0.5 * np.median(differences[0.0])
+    assert differences[1.0].min() > 0.5

@@ -10,7 +10,7 @@ import numpy as np
 from acan_tf.data.synthetic.cameras import CameraStyle, apply_camera
 from acan_tf.data.synthetic.canvas import Canvas
 from acan_tf.data.synthetic.identities import GARMENT_PALETTE, Identity, jitter_colour, make_identity
-from acan_tf.data.synthetic.pedestrian import draw_person, make_pose
+from acan_tf.data.synthetic.pedestrian import Pose, draw_person, make_pose
 from acan_tf.data.synthetic.spec import SyntheticSpec
 
 
@@ -41,9 +41,20 @@ def _clutter(canvas: Canvas, rng: np.random.Generator, mean_count: float) -> Non
                      False)
 
 
+def _next_frame(pose: Pose, frame: np.random.Generator, width: int) -> Pose:
+    """The same pose a few frames later in one track: another walking phase, the detector's box a little shifted."""
+    return dataclasses.replace(pose, centre_x=pose.centre_x + frame.normal(0.0, 0.02) * width,
+                               stride=float(frame.uniform(0.0, 0.12)), arm_swing=float(frame.uniform(-0.1, 0.1)))
+
+
 def render(person: Identity, style: CameraStyle, scenes: Sequence[np.ndarray], spec: SyntheticSpec,
-           rng: np.random.Generator, details: np.random.Generator) -> np.ndarray:
-    """One uint8 image of `person` taken by the camera `style`; `details` draws what the preset's look adds."""
+           rng: np.random.Generator, details: np.random.Generator,
+           frame: np.random.Generator | None = None) -> np.ndarray:
+    """One uint8 image of `person` taken by the camera `style`; `details` draws what the preset's look adds.
+
+    With `frame`, the image is one frame of a track (`rng` and `details` are then the track's, shared by its frames)
+    and `frame` draws what changes from one frame to the next.
+    """
     look = spec.look
     # Without full camera shift, some images borrow another camera's background.
     scene = style.scene if rng.uniform() < spec.camera_shift else scenes[int(rng.integers(len(scenes)))]
@@ -65,7 +76,8 @@ def render(person: Identity, style: CameraStyle, scenes: Sequence[np.ndarray], s
     in_front = passer_by is not None and details.uniform() < look.passers_in_front
     if passer_by is not None and not in_front:
         draw_person(canvas, *passer_by)
-    draw_person(canvas, person, make_pose(rng, person, style, spec.height, spec.width))
+    pose = make_pose(rng, person, style, spec.height, spec.width)
+    draw_person(canvas, person, pose if frame is None else _next_frame(pose, frame, spec.width))
     if in_front:
         draw_person(canvas, *passer_by)
     _occlude(canvas, rng, look.occlusion)

@@ -1,10 +1,11 @@
 """How hard the benchmark's people and cameras are: the looks of the presets (`--synthetic_preset`).
 
 `default` is the original benchmark, kept for the paper's tables; its look reproduces it pixel for pixel.
-`realistic` is being calibrated to predict real two-camera data (docs/results.md, "The realistic preset"): dark and
-neutral clothing with many look-alikes, a front/back camera against a side camera, occlusion, clutter, varying
-resolution. It is NOT frozen yet: until docs/results.md records it as frozen, its look may change and no method
-result measured on it stands. Once frozen, changing a value changes the benchmark (bump GENERATOR_VERSION).
+`realistic` is calibrated to predict real two-camera data and frozen (docs/results.md, "The realistic preset"): dark
+and neutral clothing with many look-alikes, a front/back camera against a side camera, camera visits that are frames
+of one track, occlusion, clutter, varying resolution. Its untrained, intra-only and first-association-round figures
+fall within x1.5 of a real set's. Do not change its look: that makes another benchmark, which must be calibrated again
+(`python -m acan_tf.experiments calibration`) under a new name; tests/test_synthetic.py pins its images.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ class Look:
     blur: tuple[float, float] = (0.0, 0.0)  # range of an image's extra blur (Gaussian sigma, output pixels)
     shared_scenes: float = 0.0  # share of images whose background is any camera's scene, not their own camera's
     clutter: float = 0.0  # mean number of objects (signs, bins, bikes, people's parts) in an image's background
+    # Share of a person's visits to a camera whose images are frames of one track, as a tracker's labels give them:
+    # the same direction, spot, lighting, passer-by and rendering, only the walking phase and the box moving a little.
+    tracked_visits: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("look_alikes", "look_alike_bags", "front_details", "back_prints", "passers_by", "passers_in_front",
-                     "occlusion", "shared_scenes"):
+                     "occlusion", "shared_scenes", "tracked_visits"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"Look.{name} must be a share in [0, 1], got {getattr(self, name)}")
         for name in ("lighting", "resolution", "blur"):
@@ -70,5 +74,6 @@ LOOKS = {
         blur=(0.0, 0.5),
         shared_scenes=0.5,
         clutter=0.1,
+        tracked_visits=0.8,
     ),
 }

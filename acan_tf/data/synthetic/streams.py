@@ -10,7 +10,7 @@ import numpy as np
 # looks like does not depend on the order in which images are generated.
 IDENTITY_STREAM, VISIT_STREAM, CAMERA_STREAM, IMAGE_STREAM = range(4)
 # What a preset's look adds draws from streams of its own, so the default benchmark's images stay as they were.
-PERSON_DETAIL_STREAM, IMAGE_DETAIL_STREAM = range(4, 6)
+PERSON_DETAIL_STREAM, IMAGE_DETAIL_STREAM, TRACK_STREAM, FRAME_STREAM = range(4, 8)
 
 
 def stream(seed: int, *path: int) -> np.random.Generator:

@@ -16,10 +16,12 @@ from acan_tf.data.synthetic.identities import Identity, make_identity, with_look
 from acan_tf.data.synthetic.image import render
 from acan_tf.data.synthetic.spec import SPEC_FILE, SpecMismatchError, SyntheticSpec, read_spec_document, spec_document
 from acan_tf.data.synthetic.streams import (
+    FRAME_STREAM,
     IDENTITY_STREAM,
     IMAGE_DETAIL_STREAM,
     IMAGE_STREAM,
     PERSON_DETAIL_STREAM,
+    TRACK_STREAM,
     VISIT_STREAM,
     stream,
 )
@@ -103,9 +105,14 @@ def _write_tree(root: str, spec: SyntheticSpec) -> int:
     for shot in shots:
         if shot.person_index not in people:
             people[shot.person_index] = make_person(spec, shot.person_index)
-        rng = stream(spec.seed, IMAGE_STREAM, shot.person_index, shot.camid, shot.take)
-        details = stream(spec.seed, IMAGE_DETAIL_STREAM, shot.person_index, shot.camid, shot.take)
-        pixels = render(people[shot.person_index], styles[shot.camid], scenes, spec, rng, details)
+        visit = (shot.person_index, shot.camid)
+        tracked = stream(spec.seed, TRACK_STREAM, *visit).uniform() < spec.look.tracked_visits
+        # A tracked visit's frames share the draws of its first take; only the frame's own stream differs.
+        take = 0 if tracked else shot.take
+        rng = stream(spec.seed, IMAGE_STREAM, *visit, take)
+        details = stream(spec.seed, IMAGE_DETAIL_STREAM, *visit, take)
+        frame = stream(spec.seed, FRAME_STREAM, *visit, shot.take) if tracked else None
+        pixels = render(people[shot.person_index], styles[shot.camid], scenes, spec, rng, details, frame)
         Image.fromarray(pixels).save(os.path.join(root, shot.split_dir, shot.file_name), format="JPEG",
                                      quality=JPEG_QUALITY, subsampling="4:2:0")
     write_json(os.path.join(root, SPEC_FILE), spec_document(spec))
