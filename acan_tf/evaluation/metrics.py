@@ -23,7 +23,10 @@ few candidates whose rounding equals a match's are recounted with their exact di
 time (default: as many as fit in 256 MiB) with one matrix product each, through the same
 `pairwise_distance` computation, so its results equal `evaluate(pairwise_distance(q, g, metric))` up
 to the rounding of the matrix product (which BLAS may vary with the chunk's shape). "euclidean" is the
-true Euclidean distance; "cosine" is 1 - the cosine similarity.
+true Euclidean distance; "cosine" is 1 - the cosine similarity. Euclidean chunks are ranked squared:
+the candidates are the squares no greater than the largest square whose root is the last match's
+distance, and only the candidates' and matches' roots are taken, so the ranks are those of the roots
+(whose rounding ties squares that differ) with no pass over the chunk for the roots.
 """
 
 from __future__ import annotations
@@ -86,14 +89,16 @@ def evaluate_features(
         chunk_size = max(1, _CHUNK_BYTES // (len(g_feats) * np.result_type(q_feats, g_feats, np.float32).itemsize))
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    gallery = _prepare(g_feats, metric, "g_feats")
     queries = _prepare(q_feats, metric, "q_feats")
+    gallery = _prepare(g_feats, metric, "g_feats")
     ranker = _MatchRanker(*ids)
     block_rows = _block_rows(len(g_feats))
+    # Euclidean chunks stay squared: the ranking takes the roots of the few entries it keeps.
+    squared = metric == "euclidean"
     for chunk_start in range(0, len(q_feats), chunk_size):
-        chunk = _distances(_rows(queries, chunk_start, chunk_start + chunk_size), gallery, metric)
+        chunk = _distances(_rows(queries, chunk_start, chunk_start + chunk_size), gallery, metric, root=not squared)
         for start in range(0, len(chunk), block_rows):
-            ranker.add_block(chunk_start + start, chunk[start : start + block_rows], "distances")
+            ranker.add_block(chunk_start + start, chunk[start : start + block_rows], "distances", squared)
         del chunk  # free this chunk before the next one is computed
     return ranker.summary(max_rank)
 
@@ -113,6 +118,9 @@ def _prepare(feats: np.ndarray, metric: str, name: str) -> tuple[np.ndarray, np.
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     feats = feats.astype(np.result_type(feats, np.float32), copy=False)
     norms_sq = np.einsum("ij,ij->i", feats, feats)
+    # A NaN or Inf feature makes its row's norm NaN or Inf: only then are the features searched.
+    if not np.all(np.isfinite(norms_sq)):
+        _validate_finite(feats, name)
     if metric == "euclidean":
         return feats, norms_sq
     if not np.all(norms_sq > 0):
@@ -126,8 +134,10 @@ def _rows(prepared: tuple[np.ndarray, np.ndarray | None], start: int, stop: int)
     return feats[start:stop], None if norms_sq is None else norms_sq[start:stop]
 
 
-def _distances(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str):
-    """Distance matrix between prepared features, computed in place around one matrix product."""
+def _distances(
+    a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str, root: bool = True
+) -> np.ndarray:
+    """Distance matrix between prepared features, in place around one matrix product; squared if not `root`."""
     (a_feats, a_norms_sq), (b_feats, b_norms_sq) = a, b
     dist = a_feats @ b_feats.T
     if metric == "cosine":
@@ -135,9 +145,31 @@ def _distances(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.
     dist *= -2
     dist += a_norms_sq[:, None]
     dist += b_norms_sq[None, :]
+    return _root(dist) if root else dist
+
+
+def _root(squared: np.ndarray) -> np.ndarray:
+    """Euclidean distances from the squared ones of `_distances`, in place."""
     # Rounding can leave tiny negatives where the true distance is 0.
-    np.maximum(dist, 0, out=dist)
-    return np.sqrt(dist, out=dist)
+    np.maximum(squared, 0, out=squared)
+    return np.sqrt(squared, out=squared)
+
+
+def _squared_bound(distances: np.ndarray) -> np.ndarray:
+    """Per distance d: the largest squared distance whose `_root` is at most d (-inf where d is -inf)."""
+    bound = np.full_like(distances, -np.inf)
+    kept = distances >= 0
+    limit = distances[kept]
+    # The rounded square is within an ulp or two of the bound (beyond the dtype's range it is inf, the next
+    # float after the largest too); sqrt is correctly rounded, so step to the bound.
+    with np.errstate(over="ignore"):
+        square = limit * limit
+        while np.any(above := _root(square.copy()) > limit):
+            square[above] = np.nextafter(square[above], -np.inf)
+        while np.any(below := _root(np.nextafter(square, np.inf)) <= limit):
+            square[below] = np.nextafter(square[below], np.inf)
+    bound[kept] = square
+    return bound
 
 
 class _MatchRanker:
@@ -163,18 +195,25 @@ class _MatchRanker:
         self.ranked_rows: list[np.ndarray] = []
         self.ranks: list[np.ndarray] = []
 
-    def add_block(self, start: int, block: np.ndarray, name: str) -> None:
-        """Rank the matches of queries start:start+len(block), whose distances are `block` (C-contiguous)."""
-        # max() propagates NaN and catches +Inf; a -Inf is always a candidate, checked there.
-        if not np.isfinite(block.max()):
-            _raise_not_finite(block, start, name)
+    def add_block(self, start: int, block: np.ndarray, name: str, squared: bool = False) -> None:
+        """Rank the matches of queries start:start+len(block), whose distances are `block` (C-contiguous), or
+        their `_root`s if `squared`."""
+        # max() propagates NaN and catches +Inf; a -Inf distance is always a candidate, checked there (a -Inf
+        # square is the distance 0).
+        if not block.max() < np.inf:
+            _raise_not_finite(_root(block.copy()) if squared else block, start, name)
         stop = start + len(block)
         match = slice(*np.searchsorted(self.match_rows, [start, stop]))
         junk = slice(*np.searchsorted(self.junk_rows, [start, stop]))
         rows, cols = self.match_rows[match] - start, self.match_cols[match]
-        values = block[rows, cols]
-        flat, row_bounds = _candidates(block, rows, values, self.junk_rows[junk] - start, self.junk_cols[junk])
-        e_values = block.ravel()[flat]
+        values = _root(block[rows, cols]) if squared else block[rows, cols]
+        # Only entries no farther than their query's last match can precede a match; rows without a match
+        # keep none (-inf).
+        last = np.full(len(block), -np.inf, dtype=block.dtype)
+        np.maximum.at(last, rows, values)
+        bound = _squared_bound(last) if squared else last
+        flat, row_bounds = _candidates(block, bound, self.junk_rows[junk] - start, self.junk_cols[junk])
+        e_values = _root(block.ravel()[flat]) if squared else block.ravel()[flat]
         if not np.all(np.isfinite(e_values)):
             _raise_not_finite(block, start, name)
         e_rows = np.repeat(np.arange(len(block)), np.diff(row_bounds))
@@ -184,7 +223,7 @@ class _MatchRanker:
         # row is the number of kept entries before it.
         position = np.searchsorted(keys, match_keys)
         if block.dtype.itemsize > 4:
-            position += _wide_tie_correction(keys, block, match_keys, rows, cols, values)
+            position += _wide_tie_correction(keys, block, squared, match_keys, rows, cols, values)
         order = np.argsort(position)
         rows = rows[order]
         self.ranks.append(position[order] - row_bounds[rows] + 1)
@@ -213,12 +252,9 @@ class _MatchRanker:
         }
 
 
-def _candidates(block, rows, values, junk_rows, junk_cols):
-    """Flat indices of the kept entries no farther than their query's last match, and where each row's start."""
-    # Only these can precede a match; rows without a match keep none (-inf).
-    last = np.full(len(block), -np.inf, dtype=block.dtype)
-    np.maximum.at(last, rows, values)
-    candidate = block <= last[:, None]
+def _candidates(block, bound, junk_rows, junk_cols):
+    """Flat indices of the kept entries no greater than their row's bound, and where each row's start."""
+    candidate = block <= bound[:, None]
     candidate[junk_rows, junk_cols] = False
     flat = np.flatnonzero(candidate)
     return flat, np.searchsorted(flat, np.arange(len(block) + 1) * block.shape[1])
@@ -247,7 +283,7 @@ def _col_bits(num_gallery: int) -> int:
     return int(num_gallery - 1).bit_length()
 
 
-def _wide_tie_correction(keys, block, match_keys, rows, cols, values):
+def _wide_tie_correction(keys, block, squared, match_keys, rows, cols, values):
     """Per match: how many more candidates precede it than its float32 key says (distances wider than float32)."""
     # Candidates whose distance rounds to the match's float32 are sorted by gallery index alone:
     # recount those by their exact distance. Outside such a group the float32 order is exact.
@@ -257,7 +293,7 @@ def _wide_tie_correction(keys, block, match_keys, rows, cols, values):
     sizes = np.searchsorted(keys, group + (np.uint64(1) << col_bits)) - first
     owner, members = _concatenated_ranges(first, sizes)
     member_cols = (keys[members] & ((np.uint64(1) << col_bits) - np.uint64(1))).astype(np.int64)
-    member_values = block[rows[owner], member_cols]
+    member_values = _root(block[rows[owner], member_cols]) if squared else block[rows[owner], member_cols]
     before_exact = (member_values < values[owner]) | ((member_values == values[owner]) & (member_cols < cols[owner]))
     before_keys = member_cols < cols[owner]
     counts = len(match_keys)
@@ -302,15 +338,19 @@ def _validate_ids(q_pids, g_pids, q_camids, g_camids, num_queries: int, num_gall
 
 
 def _validate_features(feats: np.ndarray, name: str) -> np.ndarray:
-    """A non-empty, finite 2-D feature array."""
+    """A non-empty 2-D feature array (`_prepare` checks that it is finite)."""
     feats = np.asarray(feats)
     if feats.ndim != 2:
         raise ValueError(f"{name} must be 2-D (samples x feature dimensions), got shape {feats.shape}")
     if feats.size == 0:
         raise ValueError(f"{name} is empty (shape {feats.shape})")
+    return feats
+
+
+def _validate_finite(feats: np.ndarray, name: str) -> None:
+    """Features must be finite."""
     if not np.all(np.isfinite(feats)):
         raise ValueError(f"{name} contains NaN or Inf (row {int(np.argwhere(~np.isfinite(feats))[0, 0])})")
-    return feats
 
 
 def _validate_max_rank(max_rank: int) -> None:
