@@ -142,7 +142,7 @@ def ranker_ranks(distmat, *ids, squared=False):
     rows = metrics._block_rows(distmat.shape[1])
     for start in range(0, len(distmat), rows):
         ranker.add_block(start, np.ascontiguousarray(distmat[start : start + rows]), "distmat", squared)
-    return np.concatenate(ranker.ranked_rows), np.concatenate(ranker.ranks)
+    return ranker.ranked()
 
 
 def special_values(dtype):
@@ -305,20 +305,37 @@ def test_evaluate_features_equals_dense_evaluate(monkeypatch, metric, chunk_size
 def test_default_chunk_is_bounded(monkeypatch):
     monkeypatch.setattr(metrics, "_CHUNK_BYTES", 4 * 50 * 3)  # three float32 rows of 50
     seen = []
-    real_distances = metrics._distances
+    real_finish = metrics._finish
 
-    def recording_distances(*args, **kwargs):
-        seen.append(real_distances(*args, **kwargs))
-        return seen[-1]
+    def recording_finish(product, *args, **kwargs):
+        seen.append(product.shape)  # a chunk's product, in one block of rows (a block holds 2**20 distances)
+        return real_finish(product, *args, **kwargs)
 
-    monkeypatch.setattr(metrics, "_distances", recording_distances)
+    monkeypatch.setattr(metrics, "_finish", recording_finish)
     rng = np.random.default_rng(3)
     evaluate_features(
         rng.standard_normal((10, 4)).astype(np.float32),
         rng.standard_normal((50, 4)).astype(np.float32),
         np.arange(10) % 5, np.arange(50) % 5, np.zeros(10, int), np.ones(50, int),
     )
-    assert [chunk.shape for chunk in seen] == [(3, 50), (3, 50), (3, 50), (1, 50)]
+    assert seen == [(3, 50), (3, 50), (3, 50), (1, 50)]
+
+
+def test_threads_give_the_results_of_one_thread(monkeypatch):
+    # Blocks of 2 queries ranked on 3 threads finish in any order; the results must not depend on it.
+    monkeypatch.setattr(metrics, "_THREADED_ELEMENTS", 0)
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", 2 * 200)
+    rng = np.random.default_rng(4)
+    q_feats = rng.integers(-2, 3, (61, 8)).astype(np.float32)
+    g_feats = rng.integers(-2, 3, (200, 8)).astype(np.float32)
+    ids = (rng.integers(0, 20, 61), rng.integers(0, 20, 200), rng.integers(0, 4, 61), rng.integers(0, 4, 200))
+    expected = reference_evaluate(pairwise_distance(q_feats, g_feats), *ids)
+    assert_same_metrics(evaluate_features(q_feats, g_feats, *ids, threads=3, chunk_size=25), expected)
+    assert_same_metrics(evaluate(pairwise_distance(q_feats, g_feats), *ids, threads=3), expected)
+    distmat = pairwise_distance(q_feats, g_feats)
+    distmat[[3, 40], [7, 9]] = np.nan  # the first failing block, in query order, is reported
+    with pytest.raises(ValueError, match=r"NaN or Inf \(query 3, gallery 7\)"):
+        evaluate(distmat, *ids, threads=3)
 
 
 IDS = (np.array([1, 2]), np.array([1, 2, 3]), np.array([0, 0]), np.array([1, 1, 1]))
@@ -353,6 +370,7 @@ def test_evaluate_rejects_bad_input(distmat, ids, message):
         (np.zeros((2, 4)), np.ones((3, 4)), {"metric": "manhattan"}, "metric must be one of"),
         (np.zeros((2, 4)), np.ones((3, 4)), {"chunk_size": 0}, "chunk_size must be a positive integer"),
         (np.zeros((2, 4)), np.ones((3, 4)), {"max_rank": 0}, "max_rank must be a positive integer"),
+        (np.zeros((2, 4)), np.ones((3, 4)), {"threads": 0}, "threads must be a positive integer"),
     ],
 )
 def test_evaluate_features_rejects_bad_input(q_feats, g_feats, kwargs, message):

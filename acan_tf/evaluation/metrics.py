@@ -18,18 +18,25 @@ the distances plus a sort of the candidates: a small part of the gallery for a t
 random features (matches spread down the whole list) it approaches the time of a full argsort.
 Float32 distances map to such keys exactly; wider ones are keyed by their float32 rounding, and the
 few candidates whose rounding equals a match's are recounted with their exact distance.
+Blocks are independent: they are ranked on `threads` threads (default: one per core), numpy
+releasing the GIL for their work.
 
-`evaluate_features` never holds the whole distance matrix: it computes `chunk_size` query rows at a
-time (default: as many as fit in 256 MiB) with one matrix product each, through the same
-`pairwise_distance` computation, so its results equal `evaluate(pairwise_distance(q, g, metric))` up
-to the rounding of the matrix product (which BLAS may vary with the chunk's shape). "euclidean" is the
-true Euclidean distance; "cosine" is 1 - the cosine similarity. Euclidean chunks are ranked squared:
-the candidates are the squares no greater than the largest square whose root is the last match's
-distance, and only the candidates' and matches' roots are taken, so the ranks are those of the roots
-(whose rounding ties squares that differ) with no pass over the chunk for the roots.
+`evaluate_features` never holds the whole distance matrix: it computes `chunk_size` query rows at a time
+(default: as many as fit in 256 MiB) with one matrix product each, turned into distances block by block
+just before each block is ranked, by the same computation as `pairwise_distance`, so its results equal
+`evaluate(pairwise_distance(q, g, metric))` up to the rounding of the matrix product (which BLAS may
+vary with the chunk's shape). "euclidean" is the true Euclidean distance; "cosine" is 1 - the cosine
+similarity. Euclidean chunks are ranked squared: the candidates are the squares no greater than the
+largest square whose root is the last match's distance, and only the candidates' and matches' roots are
+taken, so the ranks are those of the roots (whose rounding ties squares that differ) with no pass over
+the chunk for the roots.
 """
 
 from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,6 +47,8 @@ _CHUNK_BYTES = 256 * 2**20
 # Queries are ranked in blocks of about this many distances: small enough for the scan's
 # temporaries to stay in cache, large enough for the per-block numpy calls not to dominate.
 _BLOCK_ELEMENTS = 2**20
+# Fewer distances than this are ranked on one thread: handing out their blocks would cost more than it saves.
+_THREADED_ELEMENTS = 2**22
 
 
 def evaluate(
@@ -49,19 +58,25 @@ def evaluate(
     q_camids: np.ndarray,
     g_camids: np.ndarray,
     max_rank: int = 50,
+    threads: int | None = None,
 ) -> dict:
-    """mAP, CMC, mINP and query counts for a query x gallery distance matrix (Market-1501 protocol)."""
+    """mAP, CMC, mINP and query counts for a query x gallery distance matrix (Market-1501 protocol), ranked on
+    `threads` threads (default: one per core)."""
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
         raise ValueError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}")
     if not np.issubdtype(distmat.dtype, np.floating):
         distmat = distmat.astype(np.float64)  # the ranking marks "no match" with -inf
     ids = _validate_ids(q_pids, g_pids, q_camids, g_camids, distmat.shape[0], distmat.shape[1], "distmat")
-    _validate_max_rank(max_rank)
+    _validate_positive(max_rank, "max_rank")
+    threads = _threads(threads, distmat.size)
     ranker = _MatchRanker(*ids)
     block_rows = _block_rows(distmat.shape[1])
-    for start in range(0, distmat.shape[0], block_rows):
+
+    def rank_block(start):
         ranker.add_block(start, np.ascontiguousarray(distmat[start : start + block_rows]), "distmat")
+
+    _run_blocks(rank_block, range(0, distmat.shape[0], block_rows), threads)
     return ranker.summary(max_rank)
 
 
@@ -75,6 +90,7 @@ def evaluate_features(
     metric: str = "euclidean",
     max_rank: int = 50,
     chunk_size: int | None = None,
+    threads: int | None = None,
 ) -> dict:
     """`evaluate` on `pairwise_distance(q_feats, g_feats, metric)`, computed chunk by chunk of queries."""
     q_feats = _validate_features(q_feats, "q_feats")
@@ -84,22 +100,30 @@ def evaluate_features(
             f"q_feats and g_feats have different feature dimensions: {q_feats.shape[1]} and {g_feats.shape[1]}"
         )
     ids = _validate_ids(q_pids, g_pids, q_camids, g_camids, len(q_feats), len(g_feats), "q_feats/g_feats")
-    _validate_max_rank(max_rank)
+    _validate_positive(max_rank, "max_rank")
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_BYTES // (len(g_feats) * np.result_type(q_feats, g_feats, np.float32).itemsize))
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    _validate_positive(chunk_size, "chunk_size")
+    threads = _threads(threads, min(chunk_size, len(q_feats)) * len(g_feats))
     queries = _prepare(q_feats, metric, "q_feats")
-    gallery = _prepare(g_feats, metric, "g_feats")
+    g_feats, g_norms_sq = _prepare(g_feats, metric, "g_feats")
     ranker = _MatchRanker(*ids)
     block_rows = _block_rows(len(g_feats))
-    # Euclidean chunks stay squared: the ranking takes the roots of the few entries it keeps.
+    # Euclidean distances stay squared: the ranking takes the roots of the few entries it keeps.
     squared = metric == "euclidean"
+
+    def rank_block(chunk, chunk_start, start):
+        # Each block is finished just before it is ranked, on the thread that ranks it, while it is in cache.
+        product, q_norms_sq = _rows(chunk, start, start + block_rows)
+        block = _finish(product, q_norms_sq, g_norms_sq, metric, root=not squared)
+        ranker.add_block(chunk_start + start, block, "distances", squared)
+
     for chunk_start in range(0, len(q_feats), chunk_size):
-        chunk = _distances(_rows(queries, chunk_start, chunk_start + chunk_size), gallery, metric, root=not squared)
-        for start in range(0, len(chunk), block_rows):
-            ranker.add_block(chunk_start + start, chunk[start : start + block_rows], "distances", squared)
-        del chunk  # free this chunk before the next one is computed
+        chunk_feats, chunk_norms_sq = _rows(queries, chunk_start, chunk_start + chunk_size)
+        chunk = (chunk_feats @ g_feats.T, chunk_norms_sq)
+        blocks = range(0, len(chunk_feats), block_rows)
+        _run_blocks(functools.partial(rank_block, chunk, chunk_start), blocks, threads)
+        del chunk  # free this chunk's product before the next one is computed
     return ranker.summary(max_rank)
 
 
@@ -128,10 +152,10 @@ def _prepare(feats: np.ndarray, metric: str, name: str) -> tuple[np.ndarray, np.
     return feats / np.sqrt(norms_sq)[:, None], None
 
 
-def _rows(prepared: tuple[np.ndarray, np.ndarray | None], start: int, stop: int):
-    """Rows start:stop of prepared features."""
-    feats, norms_sq = prepared
-    return feats[start:stop], None if norms_sq is None else norms_sq[start:stop]
+def _rows(pair: tuple[np.ndarray, np.ndarray | None], start: int, stop: int):
+    """Rows start:stop of prepared features, or of a product of them, with their squared norms (or None)."""
+    matrix, norms_sq = pair
+    return matrix[start:stop], None if norms_sq is None else norms_sq[start:stop]
 
 
 def _distances(
@@ -139,13 +163,19 @@ def _distances(
 ) -> np.ndarray:
     """Distance matrix between prepared features, in place around one matrix product; squared if not `root`."""
     (a_feats, a_norms_sq), (b_feats, b_norms_sq) = a, b
-    dist = a_feats @ b_feats.T
+    return _finish(a_feats @ b_feats.T, a_norms_sq, b_norms_sq, metric, root)
+
+
+def _finish(
+    product: np.ndarray, a_norms_sq: np.ndarray | None, b_norms_sq: np.ndarray | None, metric: str, root: bool
+) -> np.ndarray:
+    """Distances, in place, from the matrix product of prepared features a and b; squared if not `root`."""
     if metric == "cosine":
-        return np.subtract(1, dist, out=dist)
-    dist *= -2
-    dist += a_norms_sq[:, None]
-    dist += b_norms_sq[None, :]
-    return _root(dist) if root else dist
+        return np.subtract(1, product, out=product)
+    product *= -2
+    product += a_norms_sq[:, None]
+    product += b_norms_sq[None, :]
+    return _root(product) if root else product
 
 
 def _root(squared: np.ndarray) -> np.ndarray:
@@ -192,8 +222,8 @@ class _MatchRanker:
             )
         self.match_rows, self.match_cols = rows[cross], cols[cross]
         self.junk_rows, self.junk_cols = rows[~cross], cols[~cross]
-        self.ranked_rows: list[np.ndarray] = []
-        self.ranks: list[np.ndarray] = []
+        # Per block, by its first query: the rows and ranks of its matches (blocks may be ranked in any order).
+        self.blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def add_block(self, start: int, block: np.ndarray, name: str, squared: bool = False) -> None:
         """Rank the matches of queries start:start+len(block), whose distances are `block` (C-contiguous), or
@@ -226,13 +256,16 @@ class _MatchRanker:
             position += _wide_tie_correction(keys, block, squared, match_keys, rows, cols, values)
         order = np.argsort(position)
         rows = rows[order]
-        self.ranks.append(position[order] - row_bounds[rows] + 1)
-        self.ranked_rows.append(rows + start)
+        self.blocks[start] = (rows + start, position[order] - row_bounds[rows] + 1)
+
+    def ranked(self) -> tuple[np.ndarray, np.ndarray]:
+        """The query and rank of every match of the blocks added, in query order."""
+        rows, ranks = zip(*(self.blocks[start] for start in sorted(self.blocks)))
+        return np.concatenate(rows), np.concatenate(ranks)
 
     def summary(self, max_rank: int) -> dict:
         """The metrics over the valid queries of every block added."""
-        rows = np.concatenate(self.ranked_rows)
-        ranks = np.concatenate(self.ranks)
+        rows, ranks = self.ranked()
         num_matches = np.bincount(rows, minlength=self.num_queries)
         valid = num_matches > 0
         num_valid = int(valid.sum())
@@ -312,6 +345,27 @@ def _raise_not_finite(block: np.ndarray, start: int, name: str) -> None:
     raise ValueError(f"{name} contains NaN or Inf (query {start + row}, gallery {col})")
 
 
+def _run_blocks(rank_block, starts: range, threads: int) -> None:
+    """rank_block(start) for each start, on `threads` threads (numpy releases the GIL in the ranking's work)."""
+    if threads == 1:
+        for start in starts:
+            rank_block(start)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        # Iterating the results re-raises the error of the first block that failed, in block order.
+        for _ in pool.map(rank_block, starts):
+            pass
+
+
+def _threads(threads: int | None, num_distances: int) -> int:
+    """Threads that rank chunks of `num_distances` distances: `threads`, or one per core."""
+    if threads is not None:
+        _validate_positive(threads, "threads")
+    if num_distances < _THREADED_ELEMENTS:
+        return 1
+    return threads or os.cpu_count() or 1
+
+
 def _block_rows(num_gallery: int) -> int:
     """Queries per ranking block."""
     return max(1, _BLOCK_ELEMENTS // num_gallery)
@@ -353,7 +407,7 @@ def _validate_finite(feats: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains NaN or Inf (row {int(np.argwhere(~np.isfinite(feats))[0, 0])})")
 
 
-def _validate_max_rank(max_rank: int) -> None:
-    """max_rank must be a positive integer."""
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+def _validate_positive(value: int, name: str) -> None:
+    """`value` (the argument `name`) must be a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
