@@ -305,13 +305,13 @@ def test_evaluate_features_equals_dense_evaluate(monkeypatch, metric, chunk_size
 def test_default_chunk_is_bounded(monkeypatch):
     monkeypatch.setattr(metrics, "_CHUNK_BYTES", 4 * 50 * 3)  # three float32 rows of 50
     seen = []
-    real_finish = metrics._finish
+    real_from_product = metrics._from_product
 
-    def recording_finish(product, *args, **kwargs):
+    def recording_from_product(product, *args):
         seen.append(product.shape)  # a chunk's product, in one block of rows (a block holds 2**20 distances)
-        return real_finish(product, *args, **kwargs)
+        return real_from_product(product, *args)
 
-    monkeypatch.setattr(metrics, "_finish", recording_finish)
+    monkeypatch.setattr(metrics, "_from_product", recording_from_product)
     rng = np.random.default_rng(3)
     evaluate_features(
         rng.standard_normal((10, 4)).astype(np.float32),

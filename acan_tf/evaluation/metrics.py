@@ -115,7 +115,7 @@ def evaluate_features(
     def rank_block(chunk, chunk_start, start):
         # Each block is finished just before it is ranked, on the thread that ranks it, while it is in cache.
         product, q_norms_sq = _rows(chunk, start, start + block_rows)
-        block = _finish(product, q_norms_sq, g_norms_sq, metric, root=not squared)
+        block = _from_product(product, q_norms_sq, g_norms_sq, metric)
         ranker.add_block(chunk_start + start, block, "distances", squared)
 
     for chunk_start in range(0, len(q_feats), chunk_size):
@@ -158,28 +158,27 @@ def _rows(pair: tuple[np.ndarray, np.ndarray | None], start: int, stop: int):
     return matrix[start:stop], None if norms_sq is None else norms_sq[start:stop]
 
 
-def _distances(
-    a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str, root: bool = True
-) -> np.ndarray:
-    """Distance matrix between prepared features, in place around one matrix product; squared if not `root`."""
+def _distances(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str):
+    """Distance matrix between prepared features, computed in place around one matrix product."""
     (a_feats, a_norms_sq), (b_feats, b_norms_sq) = a, b
-    return _finish(a_feats @ b_feats.T, a_norms_sq, b_norms_sq, metric, root)
+    dist = _from_product(a_feats @ b_feats.T, a_norms_sq, b_norms_sq, metric)
+    return _root(dist) if metric == "euclidean" else dist
 
 
-def _finish(
-    product: np.ndarray, a_norms_sq: np.ndarray | None, b_norms_sq: np.ndarray | None, metric: str, root: bool
+def _from_product(
+    product: np.ndarray, a_norms_sq: np.ndarray | None, b_norms_sq: np.ndarray | None, metric: str
 ) -> np.ndarray:
-    """Distances, in place, from the matrix product of prepared features a and b; squared if not `root`."""
+    """Cosine distances, or squared Euclidean ones, in place from the matrix product of prepared features."""
     if metric == "cosine":
         return np.subtract(1, product, out=product)
     product *= -2
     product += a_norms_sq[:, None]
     product += b_norms_sq[None, :]
-    return _root(product) if root else product
+    return product
 
 
 def _root(squared: np.ndarray) -> np.ndarray:
-    """Euclidean distances from the squared ones of `_distances`, in place."""
+    """Euclidean distances from the squared ones of `_from_product`, in place."""
     # Rounding can leave tiny negatives where the true distance is 0.
     np.maximum(squared, 0, out=squared)
     return np.sqrt(squared, out=squared)
