@@ -10,10 +10,10 @@ resident memory: evaluate_features, the bare product in the same chunks of queri
 the distance rows scaled to all rows (sorting them all at once would need 7.7 GB of indices), which our whole
 evaluation, product included, is compared with.
 
-Every figure is the median of --repeats runs, taken with BLAS limited to one thread (threadpoolctl) and with all
-cores; baselines and our evaluation alternate, and ratios are between figures of the same run. CPU seconds of the
-process are recorded beside wall seconds: on a shared machine the one-thread ratios are steadier in CPU seconds
-(with all cores, CPU seconds add up the threads).
+Every figure is the median of --repeats runs, taken with BLAS and our ranking limited to one thread (threadpoolctl,
+`threads=1`) and with all cores; baselines and our evaluation alternate, and ratios are between figures of the same
+run. CPU seconds of the process are recorded beside wall seconds: on a shared machine the one-thread ratios are
+steadier in CPU seconds (with all cores, CPU seconds add up the threads).
 
     python benchmarks/evaluation.py [--quick] [--sizes market,msmt17] [--repeats 3] [--output PATH]
 """
@@ -21,6 +21,7 @@ process are recorded beside wall seconds: on a shared machine the one-thread rat
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -95,7 +96,7 @@ def paired_median_times(baseline, candidate, repeats):
 
 
 def thread_settings():
-    """(label, BLAS threads) of the two settings every figure is taken in."""
+    """(label, BLAS and ranking threads) of the two settings every figure is taken in."""
     return [("1 thread", 1), ("all cores", os.cpu_count())]
 
 
@@ -117,7 +118,9 @@ def market_distmat_case(label, noise, repeats):
     for threads_label, threads in thread_settings():
         with threadpool_limits(limits=threads):
             times, metrics = paired_median_times(
-                lambda: np.argsort(distmat, axis=1), lambda: evaluate(distmat, *ids), repeats
+                lambda: np.argsort(distmat, axis=1),
+                functools.partial(evaluate, distmat, *ids, threads=threads),
+                repeats,
             )
         cases.append(
             {
@@ -143,7 +146,9 @@ def market_features_case(repeats):
     for threads_label, threads in thread_settings():
         with threadpool_limits(limits=threads):
             times, metrics = paired_median_times(
-                lambda: q_feats @ g_feats.T, lambda: evaluate_features(q_feats, g_feats, *ids), repeats
+                lambda: q_feats @ g_feats.T,
+                functools.partial(evaluate_features, q_feats, g_feats, *ids, threads=threads),
+                repeats,
             )
         cases.append(
             {
@@ -197,7 +202,7 @@ def msmt17_child(repeats, quick):
     for threads_label, threads in thread_settings():
         with threadpool_limits(limits=threads):
             times, metrics = paired_median_times(
-                bare_products, lambda: evaluate_features(q_feats, g_feats, *ids), repeats
+                bare_products, functools.partial(evaluate_features, q_feats, g_feats, *ids, threads=threads), repeats
             )
             if peak_gb is None:  # before the argsort sample: evaluate_features and the products (one chunk each)
                 peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # Linux reports KiB

@@ -135,13 +135,14 @@ def reference_ranks(distmat, q_pids, g_pids, q_camids, g_camids):
     return np.concatenate(queries), np.concatenate(ranks)
 
 
-def ranker_ranks(distmat, *ids):
-    """(query, rank) of every true match as the ranker computes them, block by block."""
+def ranker_ranks(distmat, *ids, squared=False):
+    """(query, rank) of every true match as the ranker computes them, block by block (from squared distances
+    if `squared`)."""
     ranker = metrics._MatchRanker(*ids)
     rows = metrics._block_rows(distmat.shape[1])
     for start in range(0, len(distmat), rows):
-        ranker.add_block(start, np.ascontiguousarray(distmat[start : start + rows]), "distmat")
-    return np.concatenate(ranker.ranked_rows), np.concatenate(ranker.ranks)
+        ranker.add_block(start, np.ascontiguousarray(distmat[start : start + rows]), "distmat", squared)
+    return ranker.ranked()
 
 
 def special_values(dtype):
@@ -195,6 +196,82 @@ def test_ranks_equal_stable_argsort_on_a_larger_split(monkeypatch, block_element
     assert_same_metrics(evaluate(distmat, *ids), expected)
 
 
+def root_of(squared):
+    """Euclidean distances from squared ones as evaluate_features computed them before it ranked squares."""
+    return np.sqrt(np.maximum(squared, 0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squared_bound_is_the_largest_square_rooting_below_each_distance(dtype):
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(2)
+    distances = np.concatenate(
+        [
+            [0.0, info.smallest_subnormal, info.tiny, 1.0, np.sqrt(info.max), info.max, -np.inf],
+            rng.random(200) * 10.0 ** rng.integers(-20, 20, 200),
+        ]
+    ).astype(dtype)
+    bound = metrics._squared_bound(distances)
+    finite = np.isfinite(distances)
+    assert bound.dtype == dtype and np.all(bound[~finite] == -np.inf)
+    assert np.all(root_of(bound[finite]) <= distances[finite])
+    with np.errstate(over="ignore"):  # the float after the largest is inf
+        assert np.all(root_of(np.nextafter(bound[finite], np.inf)) > distances[finite])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_elements", [1, 50, 2**20])
+def test_ranks_of_squared_distances_equal_those_of_their_roots(monkeypatch, dtype, block_elements):
+    # Runs of consecutive floats share one square root, so ranking the squares alone would break these ties;
+    # negatives (rounding) and -0.0 root to 0, tied with 0 and the subnormals' roots come after it.
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", block_elements)
+    info = np.finfo(dtype)
+    runs = [np.nextafter(np.full(4, value, dtype), np.inf) for value in (1.0, 2.0, 1e6)]
+    for run in runs:
+        for k in range(1, 4):
+            run[k:] = np.nextafter(run[k:], np.inf)
+    values = np.concatenate(
+        [[-1e-3, -info.tiny, -0.0, 0.0, info.smallest_subnormal, info.tiny, 0.5, info.max], *runs]
+    ).astype(dtype)
+    assert len(np.unique(root_of(values))) < len(np.unique(values)) - 3
+    rng = np.random.default_rng(block_elements)
+    for _ in range(10):
+        num_query, num_gallery = int(rng.integers(1, 25)), int(rng.integers(2, 120))
+        squared = rng.choice(values, (num_query, num_gallery))
+        ids = (
+            rng.integers(0, 4, num_query),
+            rng.integers(0, 5, num_gallery),
+            rng.integers(0, 3, num_query),
+            rng.integers(0, 3, num_gallery),
+        )
+        if not np.any((ids[0][:, None] == ids[1]) & (ids[2][:, None] != ids[3])):
+            continue
+        expected = reference_ranks(root_of(squared), *ids)
+        np.testing.assert_array_equal(ranker_ranks(squared, *ids, squared=True), expected)
+
+
+def test_features_path_equals_the_former_distance_formula_bit_for_bit():
+    # Before ranking squared distances, evaluate_features ranked these distances, computed over the whole
+    # product. Duplicated gallery rows and queries copied from the gallery give exact ties and distances
+    # of 0 that rounding leaves slightly negative when squared.
+    rng = np.random.default_rng(8)
+    g_feats = rng.standard_normal((300, 64)).astype(np.float32)
+    g_feats[::7] = g_feats[1::7][: len(g_feats[::7])]
+    q_feats = np.concatenate([g_feats[:10], rng.standard_normal((30, 64)).astype(np.float32)])
+    ids = (rng.integers(0, 12, 40), rng.integers(0, 12, 300), rng.integers(0, 3, 40), rng.integers(0, 3, 300))
+    former = q_feats @ g_feats.T
+    former *= -2
+    former += np.einsum("ij,ij->i", q_feats, q_feats)[:, None]
+    former += np.einsum("ij,ij->i", g_feats, g_feats)[None, :]
+    assert np.any(former < 0)
+    former = root_of(former)
+    np.testing.assert_array_equal(pairwise_distance(q_feats, g_feats).view(np.uint32), former.view(np.uint32))
+    result, expected = evaluate_features(q_feats, g_feats, *ids), evaluate(former, *ids)
+    assert result.keys() == expected.keys()
+    for key in result:
+        np.testing.assert_array_equal(result[key], expected[key])
+
+
 def test_pairwise_distance_matches_direct_computation():
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((7, 5)), rng.standard_normal((9, 5))
@@ -228,20 +305,37 @@ def test_evaluate_features_equals_dense_evaluate(monkeypatch, metric, chunk_size
 def test_default_chunk_is_bounded(monkeypatch):
     monkeypatch.setattr(metrics, "_CHUNK_BYTES", 4 * 50 * 3)  # three float32 rows of 50
     seen = []
-    real_distances = metrics._distances
+    real_from_product = metrics._from_product
 
-    def recording_distances(*args):
-        seen.append(real_distances(*args))
-        return seen[-1]
+    def recording_from_product(product, *args):
+        seen.append(product.shape)  # a chunk's product, in one block of rows (a block holds 2**20 distances)
+        return real_from_product(product, *args)
 
-    monkeypatch.setattr(metrics, "_distances", recording_distances)
+    monkeypatch.setattr(metrics, "_from_product", recording_from_product)
     rng = np.random.default_rng(3)
     evaluate_features(
         rng.standard_normal((10, 4)).astype(np.float32),
         rng.standard_normal((50, 4)).astype(np.float32),
         np.arange(10) % 5, np.arange(50) % 5, np.zeros(10, int), np.ones(50, int),
     )
-    assert [chunk.shape for chunk in seen] == [(3, 50), (3, 50), (3, 50), (1, 50)]
+    assert seen == [(3, 50), (3, 50), (3, 50), (1, 50)]
+
+
+def test_threads_give_the_results_of_one_thread(monkeypatch):
+    # Blocks of 2 queries ranked on 3 threads finish in any order; the results must not depend on it.
+    monkeypatch.setattr(metrics, "_THREADED_ELEMENTS", 0)
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", 2 * 200)
+    rng = np.random.default_rng(4)
+    q_feats = rng.integers(-2, 3, (61, 8)).astype(np.float32)
+    g_feats = rng.integers(-2, 3, (200, 8)).astype(np.float32)
+    ids = (rng.integers(0, 20, 61), rng.integers(0, 20, 200), rng.integers(0, 4, 61), rng.integers(0, 4, 200))
+    expected = reference_evaluate(pairwise_distance(q_feats, g_feats), *ids)
+    assert_same_metrics(evaluate_features(q_feats, g_feats, *ids, threads=3, chunk_size=25), expected)
+    assert_same_metrics(evaluate(pairwise_distance(q_feats, g_feats), *ids, threads=3), expected)
+    distmat = pairwise_distance(q_feats, g_feats)
+    distmat[[3, 40], [7, 9]] = np.nan  # the first failing block, in query order, is reported
+    with pytest.raises(ValueError, match=r"NaN or Inf \(query 3, gallery 7\)"):
+        evaluate(distmat, *ids, threads=3)
 
 
 IDS = (np.array([1, 2]), np.array([1, 2, 3]), np.array([0, 0]), np.array([1, 1, 1]))
@@ -276,6 +370,7 @@ def test_evaluate_rejects_bad_input(distmat, ids, message):
         (np.zeros((2, 4)), np.ones((3, 4)), {"metric": "manhattan"}, "metric must be one of"),
         (np.zeros((2, 4)), np.ones((3, 4)), {"chunk_size": 0}, "chunk_size must be a positive integer"),
         (np.zeros((2, 4)), np.ones((3, 4)), {"max_rank": 0}, "max_rank must be a positive integer"),
+        (np.zeros((2, 4)), np.ones((3, 4)), {"threads": 0}, "threads must be a positive integer"),
     ],
 )
 def test_evaluate_features_rejects_bad_input(q_feats, g_feats, kwargs, message):

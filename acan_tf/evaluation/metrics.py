@@ -18,15 +18,25 @@ the distances plus a sort of the candidates: a small part of the gallery for a t
 random features (matches spread down the whole list) it approaches the time of a full argsort.
 Float32 distances map to such keys exactly; wider ones are keyed by their float32 rounding, and the
 few candidates whose rounding equals a match's are recounted with their exact distance.
+Blocks are independent: they are ranked on `threads` threads (default: one per core), numpy
+releasing the GIL for their work.
 
-`evaluate_features` never holds the whole distance matrix: it computes `chunk_size` query rows at a
-time (default: as many as fit in 256 MiB) with one matrix product each, through the same
-`pairwise_distance` computation, so its results equal `evaluate(pairwise_distance(q, g, metric))` up
-to the rounding of the matrix product (which BLAS may vary with the chunk's shape). "euclidean" is the
-true Euclidean distance; "cosine" is 1 - the cosine similarity.
+`evaluate_features` never holds the whole distance matrix: it computes `chunk_size` query rows at a time
+(default: as many as fit in 256 MiB) with one matrix product each, turned into distances block by block
+just before each block is ranked, by the same computation as `pairwise_distance`, so its results equal
+`evaluate(pairwise_distance(q, g, metric))` up to the rounding of the matrix product (which BLAS may
+vary with the chunk's shape). "euclidean" is the true Euclidean distance; "cosine" is 1 - the cosine
+similarity. Euclidean chunks are ranked squared: the candidates are the squares no greater than the
+largest square whose root is the last match's distance, and only the candidates' and matches' roots are
+taken, so the ranks are those of the roots (whose rounding ties squares that differ) with no pass over
+the chunk for the roots.
 """
 
 from __future__ import annotations
+
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -37,6 +47,8 @@ _CHUNK_BYTES = 256 * 2**20
 # Queries are ranked in blocks of about this many distances: small enough for the scan's
 # temporaries to stay in cache, large enough for the per-block numpy calls not to dominate.
 _BLOCK_ELEMENTS = 2**20
+# Fewer distances than this are ranked on one thread: handing out their blocks would cost more than it saves.
+_THREADED_ELEMENTS = 2**22
 
 
 def evaluate(
@@ -46,19 +58,25 @@ def evaluate(
     q_camids: np.ndarray,
     g_camids: np.ndarray,
     max_rank: int = 50,
+    threads: int | None = None,
 ) -> dict:
-    """mAP, CMC, mINP and query counts for a query x gallery distance matrix (Market-1501 protocol)."""
+    """mAP, CMC, mINP and query counts for a query x gallery distance matrix (Market-1501 protocol), ranked on
+    `threads` threads (default: one per core)."""
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
         raise ValueError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}")
     if not np.issubdtype(distmat.dtype, np.floating):
         distmat = distmat.astype(np.float64)  # the ranking marks "no match" with -inf
     ids = _validate_ids(q_pids, g_pids, q_camids, g_camids, distmat.shape[0], distmat.shape[1], "distmat")
-    _validate_max_rank(max_rank)
+    _validate_positive(max_rank, "max_rank")
+    threads = _threads(threads, distmat.size)
     ranker = _MatchRanker(*ids)
     block_rows = _block_rows(distmat.shape[1])
-    for start in range(0, distmat.shape[0], block_rows):
+
+    def rank_block(start):
         ranker.add_block(start, np.ascontiguousarray(distmat[start : start + block_rows]), "distmat")
+
+    _run_blocks(rank_block, range(0, distmat.shape[0], block_rows), threads)
     return ranker.summary(max_rank)
 
 
@@ -72,6 +90,7 @@ def evaluate_features(
     metric: str = "euclidean",
     max_rank: int = 50,
     chunk_size: int | None = None,
+    threads: int | None = None,
 ) -> dict:
     """`evaluate` on `pairwise_distance(q_feats, g_feats, metric)`, computed chunk by chunk of queries."""
     q_feats = _validate_features(q_feats, "q_feats")
@@ -81,20 +100,30 @@ def evaluate_features(
             f"q_feats and g_feats have different feature dimensions: {q_feats.shape[1]} and {g_feats.shape[1]}"
         )
     ids = _validate_ids(q_pids, g_pids, q_camids, g_camids, len(q_feats), len(g_feats), "q_feats/g_feats")
-    _validate_max_rank(max_rank)
+    _validate_positive(max_rank, "max_rank")
     if chunk_size is None:
         chunk_size = max(1, _CHUNK_BYTES // (len(g_feats) * np.result_type(q_feats, g_feats, np.float32).itemsize))
-    elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    gallery = _prepare(g_feats, metric, "g_feats")
+    _validate_positive(chunk_size, "chunk_size")
+    threads = _threads(threads, min(chunk_size, len(q_feats)) * len(g_feats))
     queries = _prepare(q_feats, metric, "q_feats")
+    g_feats, g_norms_sq = _prepare(g_feats, metric, "g_feats")
     ranker = _MatchRanker(*ids)
     block_rows = _block_rows(len(g_feats))
+    # Euclidean distances stay squared: the ranking takes the roots of the few entries it keeps.
+    squared = metric == "euclidean"
+
+    def rank_block(chunk, chunk_start, start):
+        # Each block is finished just before it is ranked, on the thread that ranks it, while it is in cache.
+        product, q_norms_sq = _rows(chunk, start, start + block_rows)
+        block = _from_product(product, q_norms_sq, g_norms_sq, metric)
+        ranker.add_block(chunk_start + start, block, "distances", squared)
+
     for chunk_start in range(0, len(q_feats), chunk_size):
-        chunk = _distances(_rows(queries, chunk_start, chunk_start + chunk_size), gallery, metric)
-        for start in range(0, len(chunk), block_rows):
-            ranker.add_block(chunk_start + start, chunk[start : start + block_rows], "distances")
-        del chunk  # free this chunk before the next one is computed
+        chunk_feats, chunk_norms_sq = _rows(queries, chunk_start, chunk_start + chunk_size)
+        chunk = (chunk_feats @ g_feats.T, chunk_norms_sq)
+        blocks = range(0, len(chunk_feats), block_rows)
+        _run_blocks(functools.partial(rank_block, chunk, chunk_start), blocks, threads)
+        del chunk  # free this chunk's product before the next one is computed
     return ranker.summary(max_rank)
 
 
@@ -113,6 +142,9 @@ def _prepare(feats: np.ndarray, metric: str, name: str) -> tuple[np.ndarray, np.
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     feats = feats.astype(np.result_type(feats, np.float32), copy=False)
     norms_sq = np.einsum("ij,ij->i", feats, feats)
+    # A NaN or Inf feature makes its row's norm NaN or Inf: only then are the features searched.
+    if not np.all(np.isfinite(norms_sq)):
+        _validate_finite(feats, name)
     if metric == "euclidean":
         return feats, norms_sq
     if not np.all(norms_sq > 0):
@@ -120,24 +152,53 @@ def _prepare(feats: np.ndarray, metric: str, name: str) -> tuple[np.ndarray, np.
     return feats / np.sqrt(norms_sq)[:, None], None
 
 
-def _rows(prepared: tuple[np.ndarray, np.ndarray | None], start: int, stop: int):
-    """Rows start:stop of prepared features."""
-    feats, norms_sq = prepared
-    return feats[start:stop], None if norms_sq is None else norms_sq[start:stop]
+def _rows(pair: tuple[np.ndarray, np.ndarray | None], start: int, stop: int):
+    """Rows start:stop of prepared features, or of a product of them, with their squared norms (or None)."""
+    matrix, norms_sq = pair
+    return matrix[start:stop], None if norms_sq is None else norms_sq[start:stop]
 
 
 def _distances(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None], metric: str):
     """Distance matrix between prepared features, computed in place around one matrix product."""
     (a_feats, a_norms_sq), (b_feats, b_norms_sq) = a, b
-    dist = a_feats @ b_feats.T
+    dist = _from_product(a_feats @ b_feats.T, a_norms_sq, b_norms_sq, metric)
+    return _root(dist) if metric == "euclidean" else dist
+
+
+def _from_product(
+    product: np.ndarray, a_norms_sq: np.ndarray | None, b_norms_sq: np.ndarray | None, metric: str
+) -> np.ndarray:
+    """Cosine distances, or squared Euclidean ones, in place from the matrix product of prepared features."""
     if metric == "cosine":
-        return np.subtract(1, dist, out=dist)
-    dist *= -2
-    dist += a_norms_sq[:, None]
-    dist += b_norms_sq[None, :]
+        return np.subtract(1, product, out=product)
+    product *= -2
+    product += a_norms_sq[:, None]
+    product += b_norms_sq[None, :]
+    return product
+
+
+def _root(squared: np.ndarray) -> np.ndarray:
+    """Euclidean distances from the squared ones of `_from_product`, in place."""
     # Rounding can leave tiny negatives where the true distance is 0.
-    np.maximum(dist, 0, out=dist)
-    return np.sqrt(dist, out=dist)
+    np.maximum(squared, 0, out=squared)
+    return np.sqrt(squared, out=squared)
+
+
+def _squared_bound(distances: np.ndarray) -> np.ndarray:
+    """Per distance d: the largest squared distance whose `_root` is at most d (-inf where d is -inf)."""
+    bound = np.full_like(distances, -np.inf)
+    kept = distances >= 0
+    limit = distances[kept]
+    # The rounded square is within an ulp or two of the bound (beyond the dtype's range it is inf, the next
+    # float after the largest too); sqrt is correctly rounded, so step to the bound.
+    with np.errstate(over="ignore"):
+        square = limit * limit
+        while np.any(above := _root(square.copy()) > limit):
+            square[above] = np.nextafter(square[above], -np.inf)
+        while np.any(below := _root(np.nextafter(square, np.inf)) <= limit):
+            square[below] = np.nextafter(square[below], np.inf)
+    bound[kept] = square
+    return bound
 
 
 class _MatchRanker:
@@ -160,21 +221,28 @@ class _MatchRanker:
             )
         self.match_rows, self.match_cols = rows[cross], cols[cross]
         self.junk_rows, self.junk_cols = rows[~cross], cols[~cross]
-        self.ranked_rows: list[np.ndarray] = []
-        self.ranks: list[np.ndarray] = []
+        # Per block, by its first query: the rows and ranks of its matches (blocks may be ranked in any order).
+        self.blocks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def add_block(self, start: int, block: np.ndarray, name: str) -> None:
-        """Rank the matches of queries start:start+len(block), whose distances are `block` (C-contiguous)."""
-        # max() propagates NaN and catches +Inf; a -Inf is always a candidate, checked there.
-        if not np.isfinite(block.max()):
-            _raise_not_finite(block, start, name)
+    def add_block(self, start: int, block: np.ndarray, name: str, squared: bool = False) -> None:
+        """Rank the matches of queries start:start+len(block), whose distances are `block` (C-contiguous), or
+        their `_root`s if `squared`."""
+        # max() propagates NaN and catches +Inf; a -Inf distance is always a candidate, checked there (a -Inf
+        # square is the distance 0).
+        if not block.max() < np.inf:
+            _raise_not_finite(_root(block.copy()) if squared else block, start, name)
         stop = start + len(block)
         match = slice(*np.searchsorted(self.match_rows, [start, stop]))
         junk = slice(*np.searchsorted(self.junk_rows, [start, stop]))
         rows, cols = self.match_rows[match] - start, self.match_cols[match]
-        values = block[rows, cols]
-        flat, row_bounds = _candidates(block, rows, values, self.junk_rows[junk] - start, self.junk_cols[junk])
-        e_values = block.ravel()[flat]
+        values = _root(block[rows, cols]) if squared else block[rows, cols]
+        # Only entries no farther than their query's last match can precede a match; rows without a match
+        # keep none (-inf).
+        last = np.full(len(block), -np.inf, dtype=block.dtype)
+        np.maximum.at(last, rows, values)
+        bound = _squared_bound(last) if squared else last
+        flat, row_bounds = _candidates(block, bound, self.junk_rows[junk] - start, self.junk_cols[junk])
+        e_values = _root(block.ravel()[flat]) if squared else block.ravel()[flat]
         if not np.all(np.isfinite(e_values)):
             _raise_not_finite(block, start, name)
         e_rows = np.repeat(np.arange(len(block)), np.diff(row_bounds))
@@ -184,16 +252,19 @@ class _MatchRanker:
         # row is the number of kept entries before it.
         position = np.searchsorted(keys, match_keys)
         if block.dtype.itemsize > 4:
-            position += _wide_tie_correction(keys, block, match_keys, rows, cols, values)
+            position += _wide_tie_correction(keys, block, squared, match_keys, rows, cols, values)
         order = np.argsort(position)
         rows = rows[order]
-        self.ranks.append(position[order] - row_bounds[rows] + 1)
-        self.ranked_rows.append(rows + start)
+        self.blocks[start] = (rows + start, position[order] - row_bounds[rows] + 1)
+
+    def ranked(self) -> tuple[np.ndarray, np.ndarray]:
+        """The query and rank of every match of the blocks added, in query order."""
+        rows, ranks = zip(*(self.blocks[start] for start in sorted(self.blocks)))
+        return np.concatenate(rows), np.concatenate(ranks)
 
     def summary(self, max_rank: int) -> dict:
         """The metrics over the valid queries of every block added."""
-        rows = np.concatenate(self.ranked_rows)
-        ranks = np.concatenate(self.ranks)
+        rows, ranks = self.ranked()
         num_matches = np.bincount(rows, minlength=self.num_queries)
         valid = num_matches > 0
         num_valid = int(valid.sum())
@@ -213,12 +284,9 @@ class _MatchRanker:
         }
 
 
-def _candidates(block, rows, values, junk_rows, junk_cols):
-    """Flat indices of the kept entries no farther than their query's last match, and where each row's start."""
-    # Only these can precede a match; rows without a match keep none (-inf).
-    last = np.full(len(block), -np.inf, dtype=block.dtype)
-    np.maximum.at(last, rows, values)
-    candidate = block <= last[:, None]
+def _candidates(block, bound, junk_rows, junk_cols):
+    """Flat indices of the kept entries no greater than their row's bound, and where each row's start."""
+    candidate = block <= bound[:, None]
     candidate[junk_rows, junk_cols] = False
     flat = np.flatnonzero(candidate)
     return flat, np.searchsorted(flat, np.arange(len(block) + 1) * block.shape[1])
@@ -247,7 +315,7 @@ def _col_bits(num_gallery: int) -> int:
     return int(num_gallery - 1).bit_length()
 
 
-def _wide_tie_correction(keys, block, match_keys, rows, cols, values):
+def _wide_tie_correction(keys, block, squared, match_keys, rows, cols, values):
     """Per match: how many more candidates precede it than its float32 key says (distances wider than float32)."""
     # Candidates whose distance rounds to the match's float32 are sorted by gallery index alone:
     # recount those by their exact distance. Outside such a group the float32 order is exact.
@@ -257,7 +325,7 @@ def _wide_tie_correction(keys, block, match_keys, rows, cols, values):
     sizes = np.searchsorted(keys, group + (np.uint64(1) << col_bits)) - first
     owner, members = _concatenated_ranges(first, sizes)
     member_cols = (keys[members] & ((np.uint64(1) << col_bits) - np.uint64(1))).astype(np.int64)
-    member_values = block[rows[owner], member_cols]
+    member_values = _root(block[rows[owner], member_cols]) if squared else block[rows[owner], member_cols]
     before_exact = (member_values < values[owner]) | ((member_values == values[owner]) & (member_cols < cols[owner]))
     before_keys = member_cols < cols[owner]
     counts = len(match_keys)
@@ -274,6 +342,27 @@ def _raise_not_finite(block: np.ndarray, start: int, name: str) -> None:
     """Raise the error naming the first NaN or Inf of a block of distances."""
     row, col = np.argwhere(~np.isfinite(block))[0]
     raise ValueError(f"{name} contains NaN or Inf (query {start + row}, gallery {col})")
+
+
+def _run_blocks(rank_block, starts: range, threads: int) -> None:
+    """rank_block(start) for each start, on `threads` threads (numpy releases the GIL in the ranking's work)."""
+    if threads == 1:
+        for start in starts:
+            rank_block(start)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        # Iterating the results re-raises the error of the first block that failed, in block order.
+        for _ in pool.map(rank_block, starts):
+            pass
+
+
+def _threads(threads: int | None, num_distances: int) -> int:
+    """Threads that rank chunks of `num_distances` distances: `threads`, or one per core."""
+    if threads is not None:
+        _validate_positive(threads, "threads")
+    if num_distances < _THREADED_ELEMENTS:
+        return 1
+    return threads or os.cpu_count() or 1
 
 
 def _block_rows(num_gallery: int) -> int:
@@ -302,18 +391,22 @@ def _validate_ids(q_pids, g_pids, q_camids, g_camids, num_queries: int, num_gall
 
 
 def _validate_features(feats: np.ndarray, name: str) -> np.ndarray:
-    """A non-empty, finite 2-D feature array."""
+    """A non-empty 2-D feature array (`_prepare` checks that it is finite)."""
     feats = np.asarray(feats)
     if feats.ndim != 2:
         raise ValueError(f"{name} must be 2-D (samples x feature dimensions), got shape {feats.shape}")
     if feats.size == 0:
         raise ValueError(f"{name} is empty (shape {feats.shape})")
-    if not np.all(np.isfinite(feats)):
-        raise ValueError(f"{name} contains NaN or Inf (row {int(np.argwhere(~np.isfinite(feats))[0, 0])})")
     return feats
 
 
-def _validate_max_rank(max_rank: int) -> None:
-    """max_rank must be a positive integer."""
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+def _validate_finite(feats: np.ndarray, name: str) -> None:
+    """Features must be finite."""
+    if not np.all(np.isfinite(feats)):
+        raise ValueError(f"{name} contains NaN or Inf (row {int(np.argwhere(~np.isfinite(feats))[0, 0])})")
+
+
+def _validate_positive(value: int, name: str) -> None:
+    """`value` (the argument `name`) must be a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
