@@ -21,8 +21,8 @@ from acan_tf.training.association import associate, link_margins, proxy_confiden
 from acan_tf.training.cross_camera import (
     CrossCameraStage,
     CrossCameraState,
-    link_budget,
     describe_stages,
+    link_budget,
     make_round,
     num_proxies,
     supervised_ids,
