@@ -18,6 +18,9 @@ WARMUPS = ("none", "linear", "dann")
 # features and camera-local ids; acan_tf.training.association), supervised (the true cross-camera identities: the
 # ceiling that intra-camera methods are measured against; it reads cross-camera labels).
 CROSS_CAMERA = ("none", "association", "supervised")
+# Similarities of the association's proxies (acan_tf.training.association): cosine of their features, or from the
+# k-reciprocal Jaccard distance between their items (CCAFL).
+DISTANCES = ("cosine", "jaccard")
 # Looks of the generated benchmark (acan_tf.data.synthetic.presets): default (the paper's tables) and realistic
 # (calibrated to predict real two-camera data, docs/results.md).
 SYNTHETIC_PRESETS = ("default", "realistic")
@@ -91,11 +94,33 @@ class Config:
     association_first_epoch: int = _field(2, "First epoch (1-based) trained with pseudo-identities; the association "
                                              "runs before it.")
     association_every: int = _field(1, "Associate again every N epochs after the first round.")
-    association_threshold: float = _field(0.0, "Cosine similarity (of per-camera centred proxies) a link needs, in "
-                                               "[-1, 1].")
+    association_threshold: float = _field(0.0, "Similarity a link needs, in [-1, 1]: the cosine of per-camera centred "
+                                               "proxies (with --association_distance=jaccard, 1 - 2 x the Jaccard "
+                                               "distance).")
     association_centering: bool = _field(True, "Subtract each camera's mean proxy before linking (removes camera "
                                                "bias).")
     association_weight: float = _field(1.0, "Weight of the cross-camera triplet loss over pseudo-identities.")
+    association_distance: str = _field(
+        "cosine",
+        "Similarity of two camera-local identities in a round: cosine of their mean features, or jaccard: 1 - 2 x the "
+        "k-reciprocal Jaccard distance between them (CCAFL's distance; on the cosine's [-1, 1] scale, so CCAFL's "
+        "distance 0.4 is --association_threshold=0.2; at most 15,000 camera-local identities).",
+        DISTANCES,
+    )
+    association_k1: int = _field(20, "k1 of the k-reciprocal sets of identities with --association_distance=jaccard "
+                                     "(CCAFL's 30 counts images).")
+    association_k2: int = _field(6, "k2, the query expansion, with --association_distance=jaccard (CCAFL: 6).")
+    association_budget: float = _field(
+        0.0, "Link budget (Precise-ICS): 0 keeps the mutual-nearest-neighbour links; F > 0 links instead the most "
+        "similar cross-camera pairs first, each identity at most one partner per other camera, up to F x the "
+        "camera-local identities in the last round, growing linearly from F/R in the first of R rounds (at most "
+        "10,000 identities).")
+    association_teacher_momentum: float = _field(
+        0.0, "Momentum m of a teacher F (CMT): an exponential moving average of F's weights, updated every step "
+        "(teacher = m teacher + (1 - m) F), whose features the association rounds use; 0: rounds use F.")
+    association_confidence: bool = _field(
+        False, "Weight each anchor of the cross-camera triplet loss by the confidence of its identity's link: how far "
+        "its similarity stands above the partner camera's next most similar identity.")
     # Camera-aware normalisation in training (issue 18; off: ACAN as published).
     camera_centering: bool = _field(False, "Centre the features that D, L_MCAL and the cross-camera triplet loss see "
                                            "on each camera's mean in the step's camera-balanced batch, as test-time "
@@ -218,6 +243,11 @@ def _check(config: Config) -> None:
             "association_first_epoch", f"an epoch in 1..--epochs={config.epochs} with --cross_camera=association")
     require(config.association_every >= 1, "association_every", "an integer >= 1")
     require(config.association_weight >= 0.0, "association_weight", "a number >= 0")
+    require(config.association_k1 >= 1, "association_k1", "an integer >= 1")
+    require(config.association_k2 >= 1, "association_k2", "an integer >= 1")
+    require(config.association_budget >= 0.0, "association_budget", "a number >= 0 (0: mutual nearest neighbours)")
+    require(0.0 <= config.association_teacher_momentum < 1.0, "association_teacher_momentum",
+            "a number in [0, 1) (0: no teacher)")
     require(config.epochs >= 1, "epochs", "an integer >= 1")
     require(config.steps_per_epoch >= 0, "steps_per_epoch", "an integer >= 0 (0: derived from the dataset)")
     require(config.lr_pretrained > 0.0, "lr_pretrained", "a number > 0")

@@ -33,6 +33,14 @@ def batch_hard_triplet_loss(
     With `camids=None` the whole batch is one camera. Anchors with no negative in their camera are
     left out of the mean; an anchor's hardest positive is at least itself (distance 0).
     """
+    per_anchor, has_negative = _batch_hard_per_anchor(embeddings, pids, camids, margin)
+    return tf.reduce_sum(per_anchor * has_negative) / tf.maximum(tf.reduce_sum(has_negative), 1.0)
+
+
+def _batch_hard_per_anchor(
+    embeddings: tf.Tensor, pids: tf.Tensor, camids: tf.Tensor | None, margin: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Each anchor's batch-hard term [N] and whether it has a negative (1.0 or 0.0) [N]."""
     embeddings = tf.convert_to_tensor(embeddings)
     distances = pairwise_euclidean(embeddings)
     pids = tf.reshape(pids, [-1])
@@ -50,13 +58,19 @@ def batch_hard_triplet_loss(
     hardest_negative = tf.reduce_min(tf.where(negative, distances, largest), axis=1)
     per_anchor = tf.nn.relu(margin + hardest_positive - hardest_negative)
 
-    has_negative = tf.cast(tf.reduce_any(negative, axis=1), per_anchor.dtype)
-    return tf.reduce_sum(per_anchor * has_negative) / tf.maximum(tf.reduce_sum(has_negative), 1.0)
+    return per_anchor, tf.cast(tf.reduce_any(negative, axis=1), per_anchor.dtype)
 
 
-def cross_camera_triplet_loss(embeddings: tf.Tensor, pseudo_ids: tf.Tensor, margin: float = 0.3) -> tf.Tensor:
-    """Batch-hard triplet loss over cross-camera pseudo-identities, without the camera restriction of Eq. 11-12."""
-    return batch_hard_triplet_loss(embeddings, pseudo_ids, None, margin)
+def cross_camera_triplet_loss(
+    embeddings: tf.Tensor, pseudo_ids: tf.Tensor, margin: float = 0.3, weights: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Batch-hard triplet loss over cross-camera pseudo-identities, without the camera restriction of Eq. 11-12;
+    with `weights` [N] (each anchor's link confidence), the weighted mean sum_a w_a l_a / sum_a w_a (0 if all are 0)."""
+    if weights is None:
+        return batch_hard_triplet_loss(embeddings, pseudo_ids, None, margin)
+    per_anchor, has_negative = _batch_hard_per_anchor(embeddings, pseudo_ids, None, margin)
+    weights = tf.reshape(tf.cast(weights, per_anchor.dtype), [-1]) * has_negative
+    return tf.math.divide_no_nan(tf.reduce_sum(per_anchor * weights), tf.reduce_sum(weights))
 
 
 def camera_cross_entropy(logits: tf.Tensor, camids: tf.Tensor) -> tf.Tensor:

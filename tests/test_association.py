@@ -10,12 +10,17 @@ from acan_tf.training.association import (
     Proxies,
     associate,
     association_quality,
+    budget_links,
     build_proxies,
     component_statistics,
+    jaccard_similarities,
+    link_margins,
     merge_components,
     mutual_neighbour_links,
+    proxy_confidences,
     proxy_global_ids,
 )
+from tests.test_rerank import loop_jaccard
 
 
 def random_items(rng, num_items=80, num_cameras=3, ids_per_camera=6, dim=8):
@@ -226,3 +231,129 @@ def test_bad_input_raises_naming_the_parameter(change, message):
     arguments.update(change)
     with pytest.raises(ValueError, match=message):
         associate(**arguments)
+
+
+def random_similarities(rng, count, decimals=None):
+    """A symmetric [count, count] similarity matrix in [-1, 1] (rounded: many ties)."""
+    values = rng.uniform(-1, 1, (count, count))
+    values = (values + values.T) / 2
+    return (values if decimals is None else np.round(values, decimals)).astype(np.float32)
+
+
+def test_jaccard_similarities_are_one_minus_twice_the_proxies_jaccard_distance():
+    rng = np.random.default_rng(3)
+    proxies = build_proxies(*random_items(rng, num_items=30, num_cameras=2, ids_per_camera=7, dim=4))
+    result = jaccard_similarities(proxies, 6, 3)
+    features = proxies.features.astype(np.float64)
+    expected = 1 - 2 * loop_jaccard(np.sqrt(np.maximum(2 - 2 * features @ features.T, 0)), 6, 3)
+    assert result.shape == (14, 14) and result.dtype == np.float32
+    np.testing.assert_allclose(result, expected, atol=5e-6)
+
+
+def test_mutual_links_over_given_similarities_match_brute_force():
+    rng = np.random.default_rng(4)
+    cameras = np.repeat([0, 1, 2], [5, 7, 4])
+    proxies = random_proxies(rng, cameras)
+    similarities = random_similarities(rng, len(cameras))
+    links, values = mutual_neighbour_links(proxies, -0.2, chunk_size=3, similarities=similarities)
+    expected = {}
+    for a, b in itertools.combinations(range(3), 2):
+        in_a, in_b = np.flatnonzero(cameras == a), np.flatnonzero(cameras == b)
+        for i in in_a:
+            j = in_b[np.argmax(similarities[i, in_b])]
+            if in_a[np.argmax(similarities[j, in_a])] == i and similarities[i, j] >= -0.2:
+                expected[(i, j)] = similarities[i, j]
+    assert {tuple(link): value for link, value in zip(links.tolist(), values.tolist())} == pytest.approx(expected)
+    # The cosine path is the same rule over the features' own similarities.
+    cosine = mutual_neighbour_links(proxies, 0.1)
+    given = mutual_neighbour_links(proxies, 0.1, similarities=proxies.features @ proxies.features.T)
+    np.testing.assert_array_equal(cosine[0], given[0])
+
+
+def greedy_budget(similarities, cameras, max_links, threshold):
+    """Precise-ICS's rule, directly: every cross-camera pair i < j at or above the threshold sorted by (similarity
+    descending, i, j), taken while neither end has a partner in the other's camera."""
+    count = len(cameras)
+    pairs = sorted(((-float(similarities[i, j]), i, j) for i in range(count) for j in range(i + 1, count)
+                    if cameras[i] != cameras[j] and similarities[i, j] >= threshold))
+    partners, links = set(), []
+    for _, i, j in pairs:
+        if len(links) == max_links:
+            break
+        if (i, cameras[j]) in partners or (j, cameras[i]) in partners:
+            continue
+        partners |= {(i, cameras[j]), (j, cameras[i])}
+        links.append((i, j))
+    return links
+
+
+@pytest.mark.parametrize("max_links, threshold", [(1, 0.0), (12, -1.0), (40, 0.3), (500, -1.0)])
+def test_budget_links_take_the_most_similar_pairs_one_partner_per_camera(max_links, threshold):
+    rng = np.random.default_rng(max_links)
+    # 3 cameras of 30: 2,700 cross-camera pairs, more than the first prefix of candidates (1,024 at least).
+    cameras = np.repeat([0, 1, 2], 30)
+    similarities = random_similarities(rng, len(cameras), decimals=1)
+    links, values = budget_links(similarities, cameras, max_links, threshold)
+    expected = greedy_budget(similarities, cameras, max_links, threshold)
+    assert [tuple(link) for link in links.tolist()] == expected
+    np.testing.assert_array_equal(values, similarities[links[:, 0], links[:, 1]])
+    if max_links == 500:  # more than there can be: every proxy has a partner in both other cameras
+        assert len(links) == 90
+
+
+def test_budget_links_leave_out_unusable_proxies_and_check_their_input():
+    rng = np.random.default_rng(1)
+    cameras = np.repeat([0, 1], 4)
+    similarities = random_similarities(rng, 8)
+    usable = np.array([True, False, True, True, True, True, False, True])
+    links, _ = budget_links(similarities, cameras, 10, -1.0, usable)
+    assert len(links) == 3 and not np.isin(links, [1, 6]).any()
+    with pytest.raises(ValueError, match=r"similarities: expected shape \(8, 8\)"):
+        budget_links(similarities[:4], cameras, 3, 0.0)
+    with pytest.raises(ValueError, match="threshold"):
+        budget_links(similarities, cameras, 3, 2.0)
+
+
+@pytest.mark.parametrize("distance, max_links", [("cosine", None), ("jaccard", None), ("cosine", 7)])
+def test_link_margins_and_proxy_confidences_match_a_direct_computation(distance, max_links):
+    rng = np.random.default_rng(6)
+    features, cameras, local_ids, _ = planted_people(rng, num_people=12, num_cameras=3)
+    association = associate(features, cameras, local_ids, threshold=-1.0, distance=distance, neighbours=(6, 3),
+                            max_links=max_links)
+    proxies = association.proxies
+    similarity = (association.similarities if association.similarities is not None
+                  else proxies.features @ proxies.features.T)
+    margins = link_margins(association, chunk_size=2)
+    assert len(margins) == len(association.links) > 0
+
+    def margin(i, j):
+        others = [k for k in range(len(proxies.cameras)) if proxies.cameras[k] == proxies.cameras[j] and k != j]
+        return similarity[i, j] - max((similarity[i, k] for k in others), default=-1.0)
+
+    expected = [max(0.0, min(margin(i, j), margin(j, i))) for i, j in association.links.tolist()]
+    np.testing.assert_allclose(margins, expected, atol=1e-6)
+    confidences = proxy_confidences(association, margins)
+    pseudo = association.pseudo_ids
+    for proxy in range(len(pseudo)):
+        inside = [m for (i, j), m in zip(association.links.tolist(), margins)
+                  if proxy in (i, j) and pseudo[i] >= 0 and pseudo[i] == pseudo[j]]
+        assert confidences[proxy] == pytest.approx(max(inside, default=0.0))
+
+
+def test_jaccard_and_budget_rounds_recover_planted_people():
+    rng = np.random.default_rng(5)
+    features, cameras, local_ids, people = planted_people(rng)
+
+    def quality(association):
+        truth = proxy_global_ids(association.proxies, cameras, local_ids, people)
+        return association_quality(association.pseudo_ids, association.proxies.cameras, truth)
+
+    jaccard = associate(features, cameras, local_ids, threshold=0.0, distance="jaccard", neighbours=(10, 3))
+    assert quality(jaccard)["pair_precision"] >= 0.95 and quality(jaccard)["pair_recall"] >= 0.95
+    budget = associate(features, cameras, local_ids, threshold=0.0, max_links=40)
+    assert len(budget.links) == 40 and quality(budget)["pair_precision"] >= 0.95
+    partners = np.concatenate([budget.links, budget.links[:, ::-1]])
+    pairs = set(zip(partners[:, 0].tolist(), budget.proxies.cameras[partners[:, 1]].tolist()))
+    assert len(pairs) == len(partners), "at most one partner per other camera"
+    with pytest.raises(ValueError, match="distance: expected one of cosine, jaccard"):
+        associate(features, cameras, local_ids, threshold=0.0, distance="euclidean")

@@ -4,13 +4,34 @@ import numpy as np
 import pytest
 
 from acan_tf.evaluation import rerank
-from acan_tf.evaluation.rerank import re_ranking
+from acan_tf.evaluation.rerank import jaccard_blocks, re_ranking
 
 
 def loop_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value):
     """Every step of the reference implementation written as plain loops over samples and sets."""
     num_query = len(q_q_dist)
-    full = np.block([[q_q_dist, q_g_dist], [q_g_dist.T, g_g_dist]]).astype(np.float64) ** 2
+    original, v = loop_encoding(np.block([[q_q_dist, q_g_dist], [q_g_dist.T, g_g_dist]]), k1, k2)
+    n = len(original)
+    final = np.zeros((num_query, n - num_query))
+    for i in range(num_query):
+        for g in range(n - num_query):
+            j = num_query + g
+            jaccard = 1 - np.minimum(v[i], v[j]).sum() / np.maximum(v[i], v[j]).sum()
+            final[i, g] = jaccard * (1 - lambda_value) + original[i, j] * lambda_value
+    return final
+
+
+def loop_jaccard(dist, k1, k2):
+    """The Jaccard distance (steps 1-5) among one set of samples, with loops."""
+    _, v = loop_encoding(dist, k1, k2)
+    n = len(v)
+    return np.array([[1 - np.minimum(v[i], v[j]).sum() / np.maximum(v[i], v[j]).sum() for j in range(n)]
+                     for i in range(n)])
+
+
+def loop_encoding(dist, k1, k2):
+    """(original distance, V after query expansion) of the samples of the full distance matrix `dist`."""
+    full = np.asarray(dist, dtype=np.float64) ** 2
     n = len(full)
     # original[i, j] = full[j, i] / max_m full[m, i]
     original = np.array([[full[j, i] / full[:, i].max() for j in range(n)] for i in range(n)])
@@ -33,13 +54,7 @@ def loop_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value):
         v[i] /= v[i].sum()
     if k2 > 1:
         v = np.array([np.mean([v[j] for j in rank[i][:k2]], axis=0) for i in range(n)])
-    final = np.zeros((num_query, n - num_query))
-    for i in range(num_query):
-        for g in range(n - num_query):
-            j = num_query + g
-            jaccard = 1 - np.minimum(v[i], v[j]).sum() / np.maximum(v[i], v[j]).sum()
-            final[i, g] = jaccard * (1 - lambda_value) + original[i, j] * lambda_value
-    return final
+    return original, v
 
 
 def split(dist, num_query):
@@ -89,3 +104,30 @@ def test_rejects_nan_distances():
     q_g[1, 2] = np.nan
     with pytest.raises(ValueError, match="q_g_dist contains NaN or Inf"):
         re_ranking(q_g, np.ones((2, 2)), np.ones((3, 3)))
+
+
+def unit_rows(rng, n, dim=4):
+    points = rng.standard_normal((n, dim))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("n, k1, k2", [(14, 4, 3), (9, 20, 6), (12, 3, 1)])
+def test_jaccard_among_one_set_matches_loop_implementation(n, k1, k2, monkeypatch):
+    monkeypatch.setattr(rerank, "_BLOCK_ELEMENTS", 30)  # several row blocks
+    features = unit_rows(np.random.default_rng(n + k1), n)
+    blocks = list(jaccard_blocks(features, k1, k2))
+    assert len(blocks) > 1 and [start for start, _ in blocks] == sorted({start for start, _ in blocks})
+    result = np.concatenate([block for _, block in blocks])
+    assert result.dtype == np.float32 and result.shape == (n, n)
+    dist = np.sqrt(np.maximum(2 - 2 * features.astype(np.float64) @ features.T, 0))
+    np.testing.assert_allclose(result, loop_jaccard(dist, k1, k2), atol=2e-6)
+    np.testing.assert_allclose(np.diag(result), 0, atol=1e-6)
+
+
+def test_jaccard_among_one_set_refuses_too_many_samples_and_bad_input():
+    with pytest.raises(ValueError, match=r"10 samples need a 10² float32 matrix .*above max_samples=9"):
+        next(jaccard_blocks(unit_rows(np.random.default_rng(0), 10), max_samples=9))
+    with pytest.raises(ValueError, match="k2 must be a positive integer"):
+        next(jaccard_blocks(unit_rows(np.random.default_rng(0), 10), k2=0))
+    with pytest.raises(ValueError, match="features: expected a 2-D array of at least 2 rows"):
+        next(jaccard_blocks(np.ones(3, dtype=np.float32)))

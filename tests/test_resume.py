@@ -24,6 +24,9 @@ pytestmark = pytest.mark.slow  # killed and resumed training subprocesses: the f
 
 # 2 epochs of 5 steps, the state saved every 2 steps: saves at steps 2, 4, 5 (epoch end), 6, 8, 10.
 RESUMABLE = dict(epochs=2, steps_per_epoch=5, checkpoint_every_steps=2, deterministic=True, resume=True)
+# F's teacher, whose features make the association round before epoch 2 (after the kill): a resumed run that lost
+# the teacher's average would link with other features and end with other weights.
+TEACHER = dict(cross_camera="association", association_first_epoch=2, association_teacher_momentum=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +42,14 @@ def saved_step(run_dir) -> int:
         return 0
 
 
-def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path):
+@pytest.mark.parametrize("settings", [{}, TEACHER], ids=["acan", "teacher"])
+def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path, settings):
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     env = subprocess_env()
     with open(tmp_path / "reference.log", "w") as log:
-        reference = subprocess.Popen(train_command(tiny_config(tree, str(uninterrupted), **RESUMABLE)),
+        reference = subprocess.Popen(train_command(tiny_config(tree, str(uninterrupted), **RESUMABLE, **settings)),
                                      cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    command = train_command(tiny_config(tree, str(killed), **RESUMABLE))
+    command = train_command(tiny_config(tree, str(killed), **RESUMABLE, **settings))
     with open(tmp_path / "victim.log", "w") as log:
         victim = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -82,11 +86,11 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path):
     assert reports[1]["final"]["mAP"] == reports[0]["final"]["mAP"]
 
 
-def tiny_state(tmp_path, seed: int):
+def tiny_state(tmp_path, seed: int, **settings):
     """A TrainingState of a freshly built tiny ACAN, and its ACAN."""
     keras.utils.set_random_seed(seed)
-    acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed), num_cameras=3,
-                      steps_per_epoch=5)
+    acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed, **settings),
+                      num_cameras=3, steps_per_epoch=5)
     return TrainingState(acan), acan
 
 
@@ -106,15 +110,17 @@ def randomise(acan, seed: int) -> None:
         variable.assign(value.astype(str(variable.dtype)))
 
 
-def test_restore_brings_back_weights_optimizers_and_metrics_exactly(tmp_path):
-    state, acan = tiny_state(tmp_path, seed=1)
+@pytest.mark.parametrize("settings", [{}, TEACHER], ids=["acan", "teacher"])
+def test_restore_brings_back_weights_optimizers_and_metrics_exactly(tmp_path, settings):
+    state, acan = tiny_state(tmp_path, 1, **settings)
+    assert (acan.teacher is not None) == bool(settings)
     randomise(acan, 0)
     progress = Progress(step=4, epoch_logs=[{"loss": 1.5}], evaluations=[{"epoch": 1, "mAP": 0.25}], best_map=0.25)
     state.save(str(tmp_path / "run"), progress)
     saved = state_arrays(acan)
     assert any(np.any(a != 0) for a in saved[len(acan.weights):]), "the optimizers must hold state to restore"
 
-    fresh_state, fresh = tiny_state(tmp_path, seed=2)
+    fresh_state, fresh = tiny_state(tmp_path, 2, **settings)
     assert not all(np.array_equal(a, b) for a, b in zip(saved, state_arrays(fresh)))
     assert fresh_state.restore(str(tmp_path / "run")) == progress
     for before, after in zip(saved, state_arrays(fresh)):

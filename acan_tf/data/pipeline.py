@@ -109,10 +109,15 @@ class TrainingBatches:
         self.triplet_size = num_identities * num_instances
         self.pseudo: PseudoIdentitySampler | None = None
         self.pseudo_ids = np.full(len(records), -1, dtype=np.int32)
+        self.pseudo_weights: np.ndarray | None = None
 
-    def with_pseudo_ids(self, pseudo_ids: Sequence[int] | None) -> "TrainingBatches":
-        """These batches plus the third batch over `pseudo_ids` (per item, -1: none); None: without it."""
+    def with_pseudo_ids(
+        self, pseudo_ids: Sequence[int] | None, weights: Sequence[float] | None = None
+    ) -> "TrainingBatches":
+        """These batches plus the third batch over `pseudo_ids` (per item, -1: none), its items carrying `weights`
+        (per item; None: no weights stream); None: without it."""
         batches = copy.copy(self)
+        batches.pseudo_weights = None if pseudo_ids is None or weights is None else np.asarray(weights, np.float32)
         if pseudo_ids is None:
             batches.pseudo, batches.pseudo_ids = None, np.full(len(self.camids), -1, dtype=np.int32)
         else:
@@ -143,16 +148,22 @@ class TrainingBatches:
         frames = [self.first_frame[i] + choose_frames(rng, self.num_frames[i], self.frames_per_item) for i in items]
         return items, np.concatenate(frames)
 
-    def frame_stream(self, first_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per step: frame paths, and the id (camera-local; pseudo-identity in the third batch) and camid per frame."""
+    def frame_stream(self, first_step: int = 0) -> Iterator[tuple[np.ndarray, ...]]:
+        """Per step: frame paths, and the id (camera-local; pseudo-identity in the third batch) and camid per frame;
+        with pseudo weights, also each frame's weight (1 outside the third batch)."""
         step = first_step
         while True:
             items, frames = self.indices(step)
             ids = self.local_ids[items]
             if self.pseudo_size:
                 ids[-self.pseudo_size:] = self.pseudo_ids[items[-self.pseudo_size:]]
-            yield (self.paths[frames], np.repeat(ids, self.frames_per_item),
-                   np.repeat(self.camids[items], self.frames_per_item))
+            streams = (self.paths[frames], np.repeat(ids, self.frames_per_item),
+                       np.repeat(self.camids[items], self.frames_per_item))
+            if self.pseudo_weights is not None:
+                weights = np.ones(len(items), dtype=np.float32)
+                weights[-self.pseudo_size:] = self.pseudo_weights[items[-self.pseudo_size:]]
+                streams += (np.repeat(weights, self.frames_per_item),)
+            yield streams
             step += 1
 
 
@@ -166,23 +177,27 @@ def training_dataset(
     """The infinite dataset of ACAN training batches (the dict `ACAN.train_step` takes)."""
     frames_per_step = batches.items_per_step * batches.frames_per_item
     signature = (tf.TensorSpec([frames_per_step], tf.string),) + (tf.TensorSpec([frames_per_step], tf.int32),) * 2
+    if batches.pseudo_weights is not None:
+        signature += (tf.TensorSpec([frames_per_step], tf.float32),)
     steps = tf.data.Dataset.from_generator(lambda: batches.frame_stream(first_step), output_signature=signature)
     frames = steps.unbatch().enumerate(start=first_step * frames_per_step)
 
     def load(position, frame):
-        path, local_id, camid = frame
+        path, *labels = frame
         image = decode_image(path, image_height, image_width)
         seed = tf.stack([tf.cast(batches.seed, tf.int64), position])
-        return augment(image, seed, augmentation), local_id, camid
+        return augment(image, seed, augmentation), *labels
 
     frames = frames.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return frames.batch(frames_per_step, drop_remainder=True).map(
-        lambda images, ids, camids: _split_streams(images, ids, camids, batches)
+        lambda images, ids, camids, *weights: _split_streams(images, ids, camids, batches, *weights)
     ).prefetch(tf.data.AUTOTUNE)
 
 
-def _split_streams(images: tf.Tensor, ids: tf.Tensor, camids: tf.Tensor, batches: TrainingBatches) -> dict:
-    """Regroups a step's frames into items ([N, T, ...] for tracklets) and splits triplet from camera batch."""
+def _split_streams(images: tf.Tensor, ids: tf.Tensor, camids: tf.Tensor, batches: TrainingBatches,
+                   weights: tf.Tensor | None = None) -> dict:
+    """Regroups a step's frames into items ([N, T, ...] for tracklets) and splits triplet from camera batch (and
+    pseudo-identity batch, with its items' weights when there are any)."""
     t = batches.frames_per_item
     if batches.is_video:
         images = tf.reshape(images, [-1, t, *images.shape[1:]])
@@ -197,6 +212,8 @@ def _split_streams(images: tf.Tensor, ids: tf.Tensor, camids: tf.Tensor, batches
     }
     if batches.pseudo_size:
         streams.update(pseudo_images=images[m:], pseudo_ids=ids[m:], pseudo_camids=camids[m:])
+    if weights is not None:
+        streams.update(pseudo_weights=weights[::t][m:])
     return streams
 
 

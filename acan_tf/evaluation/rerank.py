@@ -16,9 +16,15 @@ Neighbours are ranked by (distance, index), as a stable sort would. The V rows a
 Memory: the method needs the whole (Q + G) x (Q + G) original distance matrix, built here as one float32
 array besides the caller's q_q_dist and g_g_dist: Market-1501 (3,368 + 19,732 = 23,100) needs
 23,100² x 4 B ≈ 2.1 GB for it, MSMT17 (93,820) would need 35 GB. `max_samples` refuses sizes above it.
+
+`jaccard_blocks` runs steps 1-5 among one set of N samples (the association's k-reciprocal distance, CCAFL's
+rule): the same N x N float32 original distance (N = 20,000: 1.6 GB), the Jaccard distances yielded a block of
+rows at a time so that the caller need not hold a second N x N matrix.
 """
 
 from __future__ import annotations
+
+from typing import Iterator
 
 import numpy as np
 
@@ -39,8 +45,43 @@ def re_ranking(
 ) -> np.ndarray:
     """Re-ranked query x gallery distances (float32) by k-reciprocal encoding."""
     num_query, num_gallery = _validate(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, max_samples)
-    num_all = num_query + num_gallery
     original = _original_distance(q_g_dist, q_q_dist, g_g_dist)
+    final = np.empty((num_query, num_gallery), dtype=np.float32)
+    for start, jaccard in _jaccard_distance(*_encoding(original, k1, k2), len(original), num_query, num_query):
+        stop = start + len(jaccard)
+        final[start:stop] = (jaccard * np.float32(1 - lambda_value)
+                             + original[start:stop, num_query:] * np.float32(lambda_value))
+    return final
+
+
+def jaccard_blocks(
+    features: np.ndarray, k1: int = 20, k2: int = 6, max_samples: int = 20_000
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, Jaccard distances [rows, N] float32) blocks of the k-reciprocal Jaccard distance (steps 1-5)
+    among the N L2-normalised rows of `features`, whose Euclidean distances are the original distance."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"features: expected a 2-D array of at least 2 rows, got shape {features.shape}")
+    _check_neighbours(k1, k2)
+    if len(features) > max_samples:
+        raise ValueError(f"k-reciprocal distances among {len(features)} samples need a {len(features)}² float32 matrix "
+                         f"({len(features) ** 2 * 4 / 1e9:.1f} GB), above max_samples={max_samples}")
+    # Squared Euclidean distances of unit rows, in place: 2 - 2 cos. A @ A.T is exactly symmetric (NumPy computes
+    # it as one symmetric product), so dividing each row by its maximum is the reference's transposed division.
+    original = features @ features.T
+    original *= -2
+    original += 2
+    np.maximum(original, 0, out=original)
+    row_max = original.max(axis=1)
+    if not np.all(row_max > 0):
+        raise ValueError(f"sample {int(np.argmin(row_max))} is at distance 0 from every sample; cannot normalise")
+    original /= row_max[:, None]
+    yield from _jaccard_distance(*_encoding(original, k1, k2), len(original), len(original), 0)
+
+
+def _encoding(original: np.ndarray, k1: int, k2: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 2-4: the sparse rows (rows, columns, values) of V, query-expanded, from the original distance."""
+    num_all = len(original)
     nearest = _nearest(original, min(max(k1 + 1, k2), num_all))
     expanded_rows, expanded_cols = _expanded_reciprocal_sets(
         nearest[:, : k1 + 1], nearest[:, : int(np.around(k1 / 2)) + 1]
@@ -50,8 +91,7 @@ def re_ranking(
     v = (expanded_rows, expanded_cols, weights)
     if k2 > 1:
         v = _query_expansion(*v, nearest[:, :k2])
-    jaccard = _jaccard_distance(*v, num_query, num_all)
-    return jaccard * np.float32(1 - lambda_value) + original[:num_query, num_query:] * np.float32(lambda_value)
+    return v
 
 
 def _validate(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, max_samples) -> tuple[int, int]:
@@ -69,9 +109,7 @@ def _validate(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, max_samples) -
             f"q_g_dist has shape {np.shape(q_g_dist)}, so q_q_dist must be {(num_query, num_query)} and "
             f"g_g_dist {(num_gallery, num_gallery)}; got {np.shape(q_q_dist)} and {np.shape(g_g_dist)}"
         )
-    for name, value in (("k1", k1), ("k2", k2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _check_neighbours(k1, k2)
     if not 0 <= lambda_value <= 1:
         raise ValueError(f"lambda_value must be in [0, 1], got {lambda_value!r}")
     if num_query + num_gallery > max_samples:
@@ -81,6 +119,12 @@ def _validate(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value, max_samples) -
             f"{num_query + num_gallery}² float32 matrix ({size_gb:.1f} GB), above max_samples={max_samples}"
         )
     return num_query, num_gallery
+
+
+def _check_neighbours(k1, k2) -> None:
+    for name, value in (("k1", k1), ("k2", k2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _original_distance(q_g_dist, q_q_dist, g_g_dist) -> np.ndarray:
@@ -166,17 +210,19 @@ def _query_expansion(rows, cols, values, neighbours):
     return codes // num_all, codes % num_all, (sums / k2).astype(np.float32)
 
 
-def _jaccard_distance(rows, cols, values, num_query: int, num_all: int) -> np.ndarray:
-    """1 - m / (2 - m), m = sum_k min(V_ik, V_jk), for queries i and gallery entries j."""
-    num_gallery = num_all - num_query
+def _jaccard_distance(
+    rows, cols, values, num_all: int, num_query: int, gallery_start: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Blocks (first query, [queries, gallery]) of 1 - m / (2 - m), m = sum_k min(V_ik, V_jk), for the queries
+    i < num_query and the gallery entries j >= gallery_start of the num_all samples."""
+    num_gallery = num_all - gallery_start
     # Columns k of V with the gallery entries j that have V_jk != 0 (an inverted index).
-    gallery = rows >= num_query
+    gallery = rows >= gallery_start
     by_col = np.argsort(cols[gallery], kind="stable")
-    inv_rows = rows[gallery][by_col] - num_query
+    inv_rows = rows[gallery][by_col] - gallery_start
     inv_values = values[gallery][by_col]
     col_start = np.searchsorted(cols[gallery][by_col], np.arange(num_all + 1))
     query_start = np.searchsorted(rows, np.arange(num_query + 1))
-    jaccard = np.empty((num_query, num_gallery), dtype=np.float32)
     block = max(1, _BLOCK_ELEMENTS // num_gallery)
     for start in range(0, num_query, block):
         stop = min(start + block, num_query)
@@ -188,5 +234,4 @@ def _jaccard_distance(rows, cols, values, num_query: int, num_all: int) -> np.nd
             weights=np.minimum(values[pair_of], inv_values[hits]),
             minlength=(stop - start) * num_gallery,
         ).astype(np.float32)
-        jaccard[start:stop] = (1 - overlap / (2 - overlap)).reshape(stop - start, num_gallery)
-    return jaccard
+        yield start, (1 - overlap / (2 - overlap)).reshape(stop - start, num_gallery)

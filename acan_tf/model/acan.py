@@ -56,7 +56,11 @@ class ACAN(keras.Model):
 
     With `camera_centering`, D, L_MCAL and the cross-camera triplet loss see features centred on each camera's mean
     in the camera-balanced batch (the pseudo batch on those means, held constant); the intra-camera triplet loss,
-    whose batch is one camera, would not change under that shift and sees the features as they are.
+    whose batch is one camera, would not change under that shift and sees the features as they are. A batch with
+    `pseudo_weights` (each pseudo item's link confidence) weights the cross-camera triplet loss's anchors by them.
+
+    With a `teacher` (a copy of F, CMT's mean teacher), every step ends with teacher = m teacher + (1 - m) F over all
+    of F's weights (`teacher_momentum` m); no loss sees the teacher, the association rounds embed with it.
     """
 
     def __init__(
@@ -71,6 +75,8 @@ class ACAN(keras.Model):
         total_steps: int = 1,
         pseudo_weight: float | None = None,
         camera_centering: bool = False,
+        teacher: keras.Model | None = None,
+        teacher_momentum: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -88,6 +94,13 @@ class ACAN(keras.Model):
         # The weight of the cross-camera triplet loss; None: no association stage (and no pseudo_loss log).
         self.pseudo_weight = pseudo_weight
         self.camera_centering = camera_centering
+        self.teacher = teacher
+        self.teacher_momentum = float(teacher_momentum)
+        if teacher is not None:
+            shapes = [tuple(v.shape) for v in teacher.weights], [tuple(v.shape) for v in encoder.weights]
+            if shapes[0] != shapes[1]:
+                raise ValueError("teacher: expected a copy of the encoder, with the same weights in the same order")
+            teacher.trainable = False  # moved by the average alone, never by a gradient
         names = ("loss", "triplet_loss", "d_loss", "adv_loss", "d_accuracy", "adv_weight")
         names += () if pseudo_weight is None else ("pseudo_loss",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -151,7 +164,8 @@ class ACAN(keras.Model):
             )
             pseudo_loss, f_pseudo_term = tf.constant(0.0), tf.constant(0.0)
             if pseudo_images is not None:  # the association stage: positives across cameras
-                pseudo_loss = losses.cross_camera_triplet_loss(pseudo_features, data["pseudo_ids"], self.margin)
+                pseudo_loss = losses.cross_camera_triplet_loss(pseudo_features, data["pseudo_ids"], self.margin,
+                                                               data.get("pseudo_weights"))
                 f_pseudo_term = self.pseudo_weight * pseudo_loss
             with f_tape.stop_recording():
                 d_loss, d_accuracy = self._discriminator_step(camera_features, camera_camids, replica_scale)
@@ -161,6 +175,8 @@ class ACAN(keras.Model):
             scaled_loss = self.f_optimizer.scale_loss(loss * replica_scale)
         variables = self.encoder.trainable_variables
         self.f_optimizer.apply(f_tape.gradient(scaled_loss, variables), variables)
+        if self.teacher is not None:
+            self._update_teacher()
 
         values = {
             "loss": loss,
@@ -175,6 +191,12 @@ class ACAN(keras.Model):
             tracker.update_state(values[name])
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
         return {**logs, SPREAD_LOG: embedding_spread(triplet_features, self.margin)}
+
+    def _update_teacher(self) -> None:
+        """teacher = m teacher + (1 - m) F, every weight (batch-norm statistics too), after F's update."""
+        m = self.teacher_momentum
+        for teacher, student in zip(self.teacher.weights, self.encoder.weights):
+            teacher.assign(m * teacher + (1.0 - m) * student)
 
     def _discriminator_step(
         self, camera_features: tf.Tensor, camids: tf.Tensor, replica_scale: float

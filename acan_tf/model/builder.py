@@ -78,6 +78,10 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
         # The pooling layer casts its input, so the architecture and weight files stay those of a float32 run.
         encoder.get_layer("pool").dtype_policy = "float32"
     discriminator = build_discriminator(encoder.output_shape[-1], num_cameras, config.disc_width)
+    teacher = None
+    if config.association_teacher_momentum:  # CMT's mean teacher, starting from F's initial weights
+        teacher = keras.models.clone_model(encoder)
+        teacher.set_weights(encoder.get_weights())
     acan = ACAN(
         encoder,
         discriminator,
@@ -89,6 +93,8 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
         total_steps=config.epochs * steps_per_epoch,
         pseudo_weight=None if config.cross_camera == "none" else config.association_weight,
         camera_centering=config.camera_centering,
+        teacher=teacher,
+        teacher_momentum=config.association_teacher_momentum,
     )
 
     def sgd(rate: float) -> keras.optimizers.Optimizer:

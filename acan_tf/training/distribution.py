@@ -74,7 +74,9 @@ def broadcast_from_chief(strategy: tf.distribute.Strategy, values: np.ndarray) -
 
     total = strategy.reduce(tf.distribute.ReduceOp.SUM,
                             strategy.experimental_distribute_values_from_function(contribution), axis=None)
-    return np.rint(total.numpy()).astype(values.dtype)
+    total = total.numpy()
+    # Integer ids went through float64 exactly; rounding only undoes the all-reduce's representation.
+    return (np.rint(total) if np.issubdtype(values.dtype, np.integer) else total).astype(values.dtype)
 
 
 def check_replica_split(num_identities: int, images_per_camera: int, num_cameras: int, num_replicas: int) -> None:

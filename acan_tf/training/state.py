@@ -1,4 +1,5 @@
-"""The training state behind --resume: F, D, both optimizers, the step, and what the run has recorded so far.
+"""The training state behind --resume: F, D (and F's teacher), both optimizers, the step, and what the run has
+recorded so far.
 
 In the run directory's state folder (acan_tf.run_dir):
   step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D and both optimizers
@@ -82,9 +83,11 @@ class TrainingState:
 
     def __init__(self, acan: ACAN):
         self.acan = acan
+        # The teacher (--association_teacher_momentum) only if there is one: other runs' checkpoints stay unchanged.
+        teacher = {} if acan.teacher is None else {"teacher": acan.teacher}
         self.checkpoint = tf.train.Checkpoint(
             encoder=acan.encoder, discriminator=acan.discriminator, f_optimizer=acan.f_optimizer,
-            d_optimizer=acan.d_optimizer,
+            d_optimizer=acan.d_optimizer, **teacher,
         )
 
     def save(self, run_dir: str, progress: Progress) -> None:

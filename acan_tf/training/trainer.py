@@ -206,6 +206,8 @@ class Session:
     # One trace of F for every evaluation and association round: a new one each time made TensorFlow warn of
     # frequent retracing in the middle of the progress bar.
     embed: Callable[[tf.Tensor], tf.Tensor]
+    # The rounds' embedder: F's teacher with --association_teacher_momentum, else `embed`.
+    association_embed: Callable[[tf.Tensor], tf.Tensor]
 
     @property
     def chief(self) -> bool:
@@ -239,7 +241,8 @@ class Session:
     def stream(self, step: int) -> tf.distribute.DistributedDataset:
         """The training batches from `step` on, with the pseudo-identities in force."""
         config = self.config
-        current = self.batches.with_pseudo_ids(self.run.cross_camera.pseudo_ids)
+        state = self.run.cross_camera
+        current = self.batches.with_pseudo_ids(state.pseudo_ids, state.confidences)
         augmentation = Augmentation(config.flip, config.pad, config.random_erasing)
         return distribute_batches(
             self.strategy,
@@ -250,7 +253,7 @@ class Session:
         """Runs the association round due before `epoch`; a resumed epoch keeps the saved pseudo-identities."""
         if step % self.steps_per_epoch or not is_round_epoch(self.config, epoch):
             return None
-        self.run.cross_camera = self.stage.associate(self.run.cross_camera, self.embed, epoch, step)
+        self.run.cross_camera = self.stage.associate(self.run.cross_camera, self.association_embed, epoch, step)
         return self.stream(step)
 
 
@@ -295,7 +298,10 @@ def prepare(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir,
                              lambda ids: broadcast_from_chief(strategy, ids), data.dataset.train_ids_cross_camera)
     run.cross_camera = stage.start(run.cross_camera)
     embed = frame_embedder(acan.encoder, config.image_height, config.image_width)
-    return Session(config, strategy, write_dir, data, batches, acan, training_state, stage, run, run.step, embed)
+    association_embed = embed if acan.teacher is None else frame_embedder(acan.teacher, config.image_height,
+                                                                          config.image_width)
+    return Session(config, strategy, write_dir, data, batches, acan, training_state, stage, run, run.step, embed,
+                   association_embed)
 
 
 def build_callbacks(session: Session, checkpoint: TrainingCheckpoint) -> list[keras.callbacks.Callback]:
