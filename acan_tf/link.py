@@ -23,6 +23,7 @@ from acan_tf.deploy.link_page import identities_page
 from acan_tf.errors import UserError
 from acan_tf.io import write_json, write_text
 from acan_tf.logs import warnings_only_unless_asked
+from acan_tf.model.identity import MODEL_HASH
 
 DOCUMENT, PAGE = "identities.json", "identities.html"
 
@@ -62,7 +63,7 @@ def main(argv: list[str]) -> None:
     except UserError as error:
         sys.exit(f"acan_tf.link: error: {error}")
     document["model"] = {"export": os.path.abspath(options.export), "runtime": options.runtime,
-                         "model_hash": card.get("model_hash")}
+                         MODEL_HASH: card.get(MODEL_HASH)}
     document["footage"] = os.path.abspath(options.footage)
     write_text(os.path.join(options.output_dir, PAGE), identities_page(document))
     write_json(os.path.join(options.output_dir, DOCUMENT), document)

@@ -156,7 +156,7 @@ def main() -> None:
                              "isotropic random directions (the hard case for IVF).")
     parser.add_argument("--threads", type=int, default=1, help="BLAS and OpenMP threads of both backends.")
     parser.add_argument("--held_out", type=int, default=400,
-                        help="Held-out queries (drawn like the measured ones) on which an IVF index's nprobe is chosen.")
+                        help="Held-out queries (drawn like the measured ones) on which the IVF nprobe is chosen.")
     parser.add_argument("--target_recall", type=float, default=TARGET_RECALL,
                         help="Recall@10 on the held-out queries that the chosen nprobe must reach.")
     parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results", "index.json"))

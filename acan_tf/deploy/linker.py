@@ -26,6 +26,7 @@ from acan_tf.deploy.calibration import unit_rows
 from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE
 from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.errors import UserError
+from acan_tf.model.identity import read_model_hash
 from acan_tf.run_dir import RunDirectoryError, read_json
 from acan_tf.training.association import Association, associate
 
@@ -94,6 +95,7 @@ def read_export(export_dir: str, runtime: str) -> tuple[dict, Callable[[Sequence
         card = read_json(os.path.join(export_dir, MODEL_CARD))
     except RunDirectoryError as error:
         raise LinkError(f"--export={export_dir}: {error}; expected an export folder OUT/NAME/VERSION") from error
+    read_model_hash(card, os.path.join(export_dir, MODEL_CARD))  # identities.json names the model by it
     try:
         height, width = int(card["input"]["height"]), int(card["input"]["width"])
     except (KeyError, TypeError, ValueError) as error:
