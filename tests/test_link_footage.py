@@ -5,6 +5,7 @@ export: the fast tier."""
 import base64
 import collections
 import io
+import json
 import os
 import re
 
@@ -17,6 +18,7 @@ from acan_tf.data import pipeline
 from acan_tf.data.records import frame_paths
 from acan_tf.deploy import link_page, linker
 from acan_tf.deploy.linker import LinkError, embed_footage, read_footage
+from acan_tf.errors import UserError
 
 HEIGHT, WIDTH = 32, 16
 
@@ -134,3 +136,11 @@ def test_the_page_shows_the_thumbnails_made_while_embedding(tmp_path):
     shown = [path for member in members for path in member["thumbnails"]]
     assert len(shown) == len(urls) and all(urls[path] in page for path in shown)
     assert page.count("data:image/jpeg;base64,") == len(shown)
+
+
+def test_an_export_of_the_old_naming_is_refused_saying_to_export_again(tmp_path):
+    card = {"input": {"height": HEIGHT, "width": WIDTH}, "fingerprint": "0123456789abcdef", "model_hash": "ab" * 32}
+    (tmp_path / "model.json").write_text(json.dumps(card))
+    with pytest.raises(UserError, match=f"{re.escape(str(tmp_path / 'model.json'))}: names its model by "
+                                        "'fingerprint'.*export the run again"):
+        linker.read_export(str(tmp_path), "onnx")
