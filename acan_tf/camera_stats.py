@@ -6,7 +6,7 @@ that camera's images (unlabelled), with an export, and adds them to its statisti
 
 The file (default: camera_stats.json in the export folder, which the export writes for the training cameras) keeps
 the other cameras' statistics; a camera already in it is replaced. A file of another model is refused, naming both
-fingerprints, and nothing is written when anything is wrong. The library code is acan_tf.deploy.camera_stats.
+model hashes, and nothing is written when anything is wrong. The library code is acan_tf.deploy.camera_stats.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
         sys.exit(f"acan_tf.camera_stats: error: {error}")
     cameras = ", ".join(f"{name} ({statistics.counts[name]} images)" for name in statistics.cameras)
     print(f"camera {options.camera}: statistics of {statistics.counts[options.camera]} images")
-    print(f"wrote {path}: model {statistics.fingerprint}, cameras {cameras}")
+    print(f"wrote {path}: model_hash {statistics.model_hash}, cameras {cameras}")
 
 
 if __name__ == "__main__":

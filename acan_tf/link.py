@@ -23,6 +23,7 @@ from acan_tf.deploy.link_page import identities_page
 from acan_tf.errors import UserError
 from acan_tf.io import write_json, write_text
 from acan_tf.logs import warnings_only_unless_asked
+from acan_tf.model.identity import MODEL_HASH
 
 DOCUMENT, PAGE = "identities.json", "identities.html"
 
@@ -50,21 +51,21 @@ def main(argv: list[str]) -> None:
     warnings_only_unless_asked()
     try:
         linker.check_output(options.output_dir, DOCUMENT, PAGE)
-        card, embed = linker.read_export(options.export, options.runtime)
+        card, embed_items = linker.read_export(options.export, options.runtime)
         threshold = linker.link_threshold(card, options.runtime, options.link_threshold)
-        footage = linker.read_footage(options.footage, options.bad_images)
+        scan = linker.read_footage(options.footage)
+        print(f"embedding {len(scan.records)} items of {len(scan.identities)} local ids from "
+              f"{len(scan.camera_names)} cameras with {options.runtime}")
+        footage = linker.embed_footage(scan, embed_items, *linker.input_size(card), options.bad_images)
         for path, reason in footage.skipped:
             print(f"skipped {path}: {reason}")
-        print(f"embedding {len(footage.records)} items of {len(footage.scan.identities)} local ids from "
-              f"{len(footage.scan.camera_names)} cameras with {options.runtime}")
-        embeddings = linker.embed_records(embed, footage.records)
-        document = linker.link_footage(footage, embeddings, threshold)
+        document = linker.link_footage(footage, threshold)
     except UserError as error:
         sys.exit(f"acan_tf.link: error: {error}")
     document["model"] = {"export": os.path.abspath(options.export), "runtime": options.runtime,
-                         "model_hash": card.get("model_hash")}
+                         MODEL_HASH: card.get(MODEL_HASH)}
     document["footage"] = os.path.abspath(options.footage)
-    write_text(os.path.join(options.output_dir, PAGE), identities_page(document))
+    write_text(os.path.join(options.output_dir, PAGE), identities_page(document, linker.thumbnail_urls(footage)))
     write_json(os.path.join(options.output_dir, DOCUMENT), document)
     print(f"{document['cross_camera_identities']} cross-camera identities linking {document['local_ids_linked']} of "
           f"{document['local_ids']} local ids (threshold {threshold['similarity_threshold']:.4f}, "

@@ -11,10 +11,12 @@ Data: a Re-ID-like gallery, not uniform noise: N/10 people, each gallery item a 
 unit mean + Gaussian noise, L2-normalised); queries are new views of gallery people. People's means vary along 32
 latent directions mapped into the embedding space (`--centres=latent`, as learnt embeddings have a low intrinsic
 dimension), or are isotropic random directions (`--centres=isotropic`, the hard case for IVF). The mean
-same-person and different-person distances are recorded beside the figures.
+same-person and different-person distances are recorded beside the figures. An IVF index's nprobe (lists scanned per
+query) is chosen by `GalleryIndex.choose_nprobe`: the fewest reaching --target_recall (recall@10 against exact
+search) on --held_out further queries drawn like the measured ones, so the recall reported is not the one tuned.
 
     python benchmarks/index.py [--sizes 10k,100k,1m] [--dim 1280] [--queries 100] [--threads 1]
-                               [--output benchmarks/results/index.json]
+                               [--held_out 400] [--target_recall 0.97] [--output benchmarks/results/index.json]
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, "export"))
 from machine import machine  # noqa: E402  (benchmarks/, the script's own folder)
 
 from acan_tf.io import write_json  # noqa: E402
-from gallery_index import GalleryIndex, faiss  # noqa: E402  (the kit: export/)
+from gallery_index import TARGET_RECALL, GalleryIndex, faiss, recall_at_k  # noqa: E402  (the kit: export/)
 
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 LARGE_DIM = 256  # the 1M case: 1M x 1280 float32 is 5 GB, twice over with faiss's own copy
@@ -47,9 +49,10 @@ BATCH_CALLS = 10
 LATENT = 32
 
 
-def gallery_data(count: int, dim: int, num_queries: int, centres: str, seed: int = 0
-                 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(gallery [N, dim], queries [Q, dim]) of unit rows, and their same/different-person mean distances."""
+def gallery_data(count: int, dim: int, num_queries: int, centres: str, seed: int = 0, num_held_out: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(gallery [N, dim], queries [Q, dim], held-out queries [H, dim]) of unit rows (both sets new views of gallery
+    people, drawn alike), and the queries' same/different-person mean distances."""
     rng = np.random.default_rng(seed)
     people = max(1, count // ITEMS_PER_PERSON)
     if centres == "latent":  # people vary along few directions (clothing, build...), as learnt embeddings do
@@ -69,12 +72,13 @@ def gallery_data(count: int, dim: int, num_queries: int, centres: str, seed: int
     gallery = np.empty((count, dim), dtype=np.float32)
     for start in range(0, count, 100_000):  # bounded temporaries at 1M
         gallery[start:start + 100_000] = views(owner[start:start + 100_000])
-    query_owner = rng.integers(0, people, num_queries)
+    query_owner = rng.integers(0, people, num_queries + num_held_out)
     queries = views(query_owner)
+    held_out, queries, query_owner = queries[num_queries:], queries[:num_queries], query_owner[:num_queries]
     same, other = gallery[query_owner], gallery[(query_owner + 1) % people]  # gallery item i < people: person i
     distances = {"same_person": float(np.linalg.norm(queries - same, axis=1).mean()),
                  "different_person": float(np.linalg.norm(queries - other, axis=1).mean())}
-    return gallery, queries, distances
+    return gallery, queries, held_out, distances
 
 
 def resident_bytes() -> int:
@@ -114,19 +118,21 @@ def latencies(indexes: dict[str, GalleryIndex], queries: np.ndarray, batch: int,
                    "calls": calls, "batch": batch} for name, values in times.items()}
 
 
-def recall_at_k(found: list[list[int]], exact: list[list[int]]) -> float:
-    """Mean share of each query's exact top-k that `found` holds."""
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, exact)]))
-
-
-def run_size(name: str, dim: int, num_queries: int, centres: str) -> dict:
-    """Both backends on one gallery size."""
+def run_size(name: str, dim: int, num_queries: int, centres: str, num_held_out: int, target_recall: float) -> dict:
+    """Both backends on one gallery size; an IVF index scans the fewest lists that reach `target_recall` on held-out
+    queries (never the measured ones)."""
     count = SIZES[name]
     dim = LARGE_DIM if count >= 1_000_000 else dim
-    gallery, queries, distances = gallery_data(count, dim, num_queries, centres)
+    gallery, queries, held_out, distances = gallery_data(count, dim, num_queries, centres, num_held_out=num_held_out)
     indexes, result = {}, {"size": count, "dim": dim, "centres": centres, "mean_distances": distances}
     for backend in ("numpy", "faiss") if faiss is not None else ("numpy",):
         indexes[backend], result[backend] = build(backend, gallery)
+    if faiss is not None and indexes["faiss"].kind == "ivf":
+        begin = time.perf_counter()
+        recalls = indexes["faiss"].choose_nprobe(held_out, target_recall, TOP_K)
+        result["faiss"].update(nprobe=indexes["faiss"].nprobe, choose_nprobe_seconds=time.perf_counter() - begin,
+                               nprobe_chosen_on={"held_out_queries": len(held_out), "target_recall": target_recall,
+                                                 "recall_at_10_by_nprobe": recalls})
     for batch, calls in ((1, num_queries), (BATCH, BATCH_CALLS)):
         for backend, figures in latencies(indexes, queries, batch, calls).items():
             result[backend][f"batch_{batch}"] = figures
@@ -149,11 +155,16 @@ def main() -> None:
                         help=f"People's mean embeddings: along {LATENT} latent directions (as learnt embeddings), or "
                              "isotropic random directions (the hard case for IVF).")
     parser.add_argument("--threads", type=int, default=1, help="BLAS and OpenMP threads of both backends.")
+    parser.add_argument("--held_out", type=int, default=400,
+                        help="Held-out queries (drawn like the measured ones) on which the IVF nprobe is chosen.")
+    parser.add_argument("--target_recall", type=float, default=TARGET_RECALL,
+                        help="Recall@10 on the held-out queries that the chosen nprobe must reach.")
     parser.add_argument("--output", default=os.path.join(ROOT, "benchmarks", "results", "index.json"))
     parser.add_argument("--size", help=argparse.SUPPRESS)  # one size, in a child process
     args = parser.parse_args()
     if args.size:
-        write_json(args.output, run_size(args.size, args.dim, args.queries, args.centres))
+        write_json(args.output, run_size(args.size, args.dim, args.queries, args.centres, args.held_out,
+                                         args.target_recall))
         return
     sizes = args.sizes.split(",")
     unknown = sorted(set(sizes) - set(SIZES))
@@ -167,8 +178,8 @@ def main() -> None:
         threads = str(args.threads)  # read by OpenBLAS and OpenMP when the child loads them
         environment = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         subprocess.run([sys.executable, __file__, "--size", name, "--dim", str(args.dim), "--queries",
-                        str(args.queries), "--centres", args.centres, "--output", part], check=True,
-                       env=environment)
+                        str(args.queries), "--centres", args.centres, "--held_out", str(args.held_out),
+                        "--target_recall", str(args.target_recall), "--output", part], check=True, env=environment)
         with open(part) as handle:
             results[name] = json.load(handle)
         os.remove(part)
@@ -177,7 +188,8 @@ def main() -> None:
                 f"(batch {BATCH}: {figures['numpy'][f'batch_{BATCH}']['p50_ms']:.1f} ms)")
         if "faiss" in figures:
             fa = figures["faiss"]
-            line += (f"; faiss {fa['kind']} p50 {fa['batch_1']['p50_ms']:.3f} ms "
+            lists = f" ({fa['nlist']} lists, {fa['nprobe']} scanned)" if fa["kind"] == "ivf" else ""
+            line += (f"; faiss {fa['kind']}{lists} p50 {fa['batch_1']['p50_ms']:.3f} ms "
                      f"({fa['speedup_p50_batch_1']:.0f}x), batch {BATCH}: {fa[f'batch_{BATCH}']['p50_ms']:.2f} ms, "
                      f"recall@10 {fa['recall_at_10']:.3f}, build {fa['build_seconds']:.1f} s "
                      f"(numpy {figures['numpy']['build_seconds']:.1f} s), "

@@ -16,11 +16,11 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from matching import l2_normalize
+from model_card import MODEL_CARD, model_hash, read_card
 
 STATISTICS_FILE = "camera_stats.json"
-MODEL_CARD = "model.json"
 KIND = "acan_tf.camera_statistics"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # as acan_tf.evaluation.camera_norm
 # Largest |difference| between the file's probe embeddings and the model's for the two to be one model: an int8
 # export differs from its float model by ~2e-3, another model by far more.
 PROBE_TOLERANCE = 0.05
@@ -49,6 +49,7 @@ class CameraNormalizer:
             raise ValueError(f"{path}: not a readable JSON file ({error})") from error
         if not isinstance(document, dict) or document.get("kind") != KIND:
             raise ValueError(f"{path}: {expected}")
+        self.model_hash: Optional[str] = model_hash(document, path)  # the old naming is refused first, by name
         if document.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: format_version {document.get('format_version')!r}, this kit reads "
                              f"{FORMAT_VERSION}")
@@ -65,19 +66,18 @@ class CameraNormalizer:
             raise ValueError(f"{path}: {expected}; the cameras' means must be vectors of one length")
         if not all(np.all(np.isfinite(mean)) for mean in (*self.means.values(), self.global_mean)):
             raise ValueError(f"{path}: a camera's mean holds a non-finite number")
-        self.fingerprint: Optional[str] = document.get("model_fingerprint")
 
     def check_model(self, model_folder: Optional[str], embed_pixels: Callable[[np.ndarray], np.ndarray], height: int,
                     width: int, model: str) -> None:
-        """Refuses statistics of another model than `model`: by the fingerprint of the model.json in `model_folder`,
+        """Refuses statistics of another model than `model`: by the model_hash of the model.json in `model_folder`,
         else (no card: a served model, a copied file) by its embeddings of the probe images (`embed_pixels`)."""
-        card = os.path.join(model_folder, MODEL_CARD) if model_folder else None
-        if card and os.path.isfile(card):
-            with open(card, encoding="utf-8") as handle:
-                fingerprint = json.load(handle).get("fingerprint")
-            if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
-                raise ValueError(f"{self.path}: statistics of the model with fingerprint {self.fingerprint}, not of "
-                                 f"this model (fingerprint {fingerprint}, {card}); compute them with this model "
+        card_path = os.path.join(model_folder, MODEL_CARD) if model_folder else None
+        card = read_card(card_path) if card_path else None
+        if card is not None:
+            named = model_hash(card, card_path)
+            if named and self.model_hash and named != self.model_hash:
+                raise ValueError(f"{self.path}: statistics of the model with model_hash {self.model_hash}, not of "
+                                 f"this model (model_hash {named}, {card_path}); compute them with this model "
                                  "(python -m acan_tf.camera_stats)")
             return
         if self.probe is None:
@@ -85,7 +85,7 @@ class CameraNormalizer:
         embeddings = l2_normalize(np.asarray(embed_pixels(probe_images(height, width, len(self.probe))), np.float64))
         difference = float(np.max(np.abs(embeddings - self.probe))) if embeddings.shape == self.probe.shape else np.inf
         if difference > PROBE_TOLERANCE:
-            raise ValueError(f"{self.path}: statistics of the model with fingerprint {self.fingerprint}, not of "
+            raise ValueError(f"{self.path}: statistics of the model with model_hash {self.model_hash}, not of "
                              f"{model}: its embeddings of the probe images differ by {difference:.3f} "
                              f"(tolerance {PROBE_TOLERANCE}); compute them with this model "
                              "(python -m acan_tf.camera_stats)")

@@ -28,9 +28,10 @@ import onnxruntime
 from camera_norm import STATISTICS_FILE, add_arguments, camera_embedders, check_arguments
 from gallery_index import GalleryIndex
 from matching import answer_records, card_threshold, tracklet_embedding
+from model_card import MODEL_CARD, model_hash, read_card
 from preprocess import collect_items, gallery_items, load_image
 
-ONNX_FILE, ONNX_INT8_FILE, MODEL_CARD = "model.onnx", "model_int8.onnx", "model.json"
+ONNX_FILE, ONNX_INT8_FILE = "model.onnx", "model_int8.onnx"
 
 
 class OnnxEmbedder:
@@ -43,14 +44,8 @@ class OnnxEmbedder:
             raise ValueError(f"--model={path}: no such file; expected model.onnx or the export folder holding it")
         # The model card beside the model (None for a model file copied alone); its calibration is per format.
         self.format = "onnx_int8" if os.path.basename(path) == ONNX_INT8_FILE else "onnx"
-        card_path = os.path.join(os.path.dirname(path), MODEL_CARD)
-        self.card = None
-        if os.path.isfile(card_path):
-            try:
-                with open(card_path, encoding="utf-8") as handle:
-                    self.card = json.load(handle)
-            except ValueError as error:
-                raise ValueError(f"{card_path}: not a model card (JSON: {error})") from error
+        self.card_path = os.path.join(os.path.dirname(path), MODEL_CARD)
+        self.card = read_card(self.card_path)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per core; 1 was faster at batch 1 on a CPU busy with other work
         self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -113,14 +108,15 @@ def item_metadata(name: str, paths: list[str]) -> dict:
             "time": modified.isoformat(timespec="seconds")}
 
 
-def index_records(path: str, card: dict | None, embed_queries, embed_gallery, queries, gallery, top_k: int,
-                  threshold: float | None) -> list[dict]:
+def index_records(path: str, card: dict | None, card_path: str, embed_queries, embed_gallery, queries, gallery,
+                  top_k: int, threshold: float | None) -> list[dict]:
     """With --index: `gallery` added to the index at `path` (created if absent, saved); `queries` searched in it."""
-    if card is None or "model_hash" not in card:
+    identity = None if card is None else model_hash(card, card_path)
+    if identity is None:
         raise ValueError(f"--index={path}: needs the export's model.json beside the model, with its model_hash "
                          "(export the run again if it predates the gallery index)")
-    size, model_hash = card["embedding_size"], card["model_hash"]
-    index = GalleryIndex.load(path, size, model_hash) if os.path.exists(path) else GalleryIndex(size, model_hash)
+    size = card["embedding_size"]
+    index = GalleryIndex.load(path, size, identity) if os.path.exists(path) else GalleryIndex(size, identity)
     if gallery:
         index.add(embed_gallery(gallery), [item_metadata(name, paths) for name, paths in gallery])
         index.save(path)
@@ -149,8 +145,8 @@ def main(argv: list[str]) -> int:
             args.camera, args.gallery_camera, args.camera_stats or os.path.join(embedder.folder, STATISTICS_FILE),
             lambda items: embedder.embed(items, args.batch_size), embedder.folder, embedder.embeddings,
             embedder.height, embedder.width, args.model)
-        records = (index_records(args.index, embedder.card, embed_queries, embed_gallery, queries, gallery,
-                                 args.top_k, threshold)
+        records = (index_records(args.index, embedder.card, embedder.card_path, embed_queries, embed_gallery,
+                                 queries, gallery, args.top_k, threshold)
                    if args.index else answer_records(queries, gallery, embed_queries, args.top_k, threshold,
                                                      embed_gallery))
     except ValueError as error:

@@ -14,11 +14,13 @@ from acan_tf.evaluation.camera_norm import CameraStatistics, CameraStatisticsErr
 from acan_tf.evaluation.metrics import evaluate, evaluate_features, pairwise_distance
 from acan_tf.evaluation.reid import Reranking, evaluate_reid_features
 from acan_tf.evaluation.rerank import re_ranking
+from acan_tf.model import identity
 
 KIT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "export")
 sys.path.insert(0, KIT)
 
 import camera_norm as kit_camera_norm  # noqa: E402  (the deployment kit's NumPy-only copy of the normalise step)
+import model_card as kit_model_card  # noqa: E402  (the kit's reading of model.json)
 
 
 def unit(x):
@@ -34,7 +36,7 @@ def sample(seed=0, n=30, dim=8):
 
 def test_statistics_are_the_means_of_the_normalised_features_per_camera():
     features, cameras = sample()
-    statistics = CameraStatistics.from_features(features, cameras, fingerprint="abc")
+    statistics = CameraStatistics.from_features(features, cameras, model_hash="abc")
     assert statistics.cameras == ("c1", "c2", "c3") and statistics.feature_dim == 8
     for name in statistics.cameras:
         np.testing.assert_allclose(statistics.means[name], unit(features[cameras == name]).mean(0), atol=1e-12)
@@ -95,11 +97,11 @@ def test_centring_removes_a_camera_offset_that_ruins_matching():
 
 def test_json_round_trip(tmp_path):
     features, cameras = sample()
-    statistics = CameraStatistics.from_features(features, cameras, fingerprint="f00d", source="test images")
+    statistics = CameraStatistics.from_features(features, cameras, model_hash="f00d", source="test images")
     path = str(tmp_path / "camera_stats.json")
     statistics.save(path)
     loaded = CameraStatistics.load(path)
-    assert loaded.fingerprint == "f00d" and loaded.source == "test images" and loaded.cameras == statistics.cameras
+    assert loaded.model_hash == "f00d" and loaded.source == "test images" and loaded.cameras == statistics.cameras
     np.testing.assert_allclose(loaded.apply(features, cameras), statistics.apply(features, cameras), atol=1e-7)
     document = json.load(open(path))
     assert document["feature_dim"] == 8 and document["cameras"]["c1"]["count"] == statistics.counts["c1"]
@@ -108,11 +110,11 @@ def test_json_round_trip(tmp_path):
 
 def test_with_camera_adds_or_replaces_one_camera():
     features, cameras = sample()
-    statistics = CameraStatistics.from_features(features, cameras, fingerprint="f")
+    statistics = CameraStatistics.from_features(features, cameras, model_hash="f")
     new = np.random.default_rng(5).normal(size=(4, 8))
     updated = statistics.with_camera("lobby", new)
     assert updated.cameras == ("c1", "c2", "c3", "lobby") and updated.counts["lobby"] == 4
-    assert updated.fingerprint == "f"
+    assert updated.model_hash == "f"
     np.testing.assert_allclose(updated.means["lobby"], unit(new).mean(0))
     replaced = updated.with_camera("c1", new)
     np.testing.assert_allclose(replaced.means["c1"], unit(new).mean(0))
@@ -121,11 +123,11 @@ def test_with_camera_adds_or_replaces_one_camera():
         statistics.with_camera("lobby", new[:, :3])
 
 
-def test_statistics_of_another_model_are_refused_naming_both_fingerprints():
+def test_statistics_of_another_model_are_refused_naming_both_hashes():
     features, cameras = sample()
-    statistics = CameraStatistics.from_features(features, cameras, fingerprint="aaaa")
+    statistics = CameraStatistics.from_features(features, cameras, model_hash="aaaa")
     statistics.check_model("aaaa", "stats.json")
-    with pytest.raises(CameraStatisticsError, match="stats.json: .*fingerprint aaaa.*fingerprint bbbb"):
+    with pytest.raises(CameraStatisticsError, match="stats.json: .*model_hash aaaa.*model_hash bbbb"):
         statistics.check_model("bbbb", "stats.json")
 
 
@@ -133,14 +135,14 @@ def test_statistics_of_another_model_are_refused_naming_both_fingerprints():
     ("{not json", "not a readable JSON file"),
     ('{"kind": "other"}', "expected a camera statistics file"),
     ('{"kind": "acan_tf.camera_statistics", "format_version": 9, "cameras": {}}', "format_version 9"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"mean": [1, 2]}}}',
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "cameras": {"c1": {"mean": [1, 2]}}}',
      "KeyError"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {}}', "at least one camera"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"count": 2, "mean": [1, 2]}, '
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "cameras": {}}', "at least one camera"),
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "cameras": {"c1": {"count": 2, "mean": [1, 2]}, '
      '"c2": {"count": 2, "mean": [1]}}}', "one mean vector"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "feature_dim": 3, '
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "feature_dim": 3, '
      '"cameras": {"c1": {"count": 2, "mean": [1, 2]}}}', "feature_dim 3 but means of 2"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"count": 2, "mean": [1, NaN]}}}',
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "cameras": {"c1": {"count": 2, "mean": [1, NaN]}}}',
      "non-finite"),
 ])
 def test_a_malformed_file_is_one_clear_error(tmp_path, content, message):
@@ -218,12 +220,12 @@ def test_camera_normalisation_is_applied_before_re_ranking():
 
 def test_the_kit_reads_the_file_and_normalises_as_the_library_does(tmp_path):
     features, cameras = sample()
-    statistics = CameraStatistics.from_features(features, cameras, fingerprint="f", probe=np.ones((2, 8)) / 8 ** 0.5)
+    statistics = CameraStatistics.from_features(features, cameras, model_hash="f", probe=np.ones((2, 8)) / 8 ** 0.5)
     path = str(tmp_path / "camera_stats.json")
     statistics.save(path)
     said = []
     kit = kit_camera_norm.CameraNormalizer(path, warn=said.append)
-    assert kit.fingerprint == "f" and sorted(kit.means) == ["c1", "c2", "c3"]
+    assert kit.model_hash == "f" and sorted(kit.means) == ["c1", "c2", "c3"]
     for camera in ("c1", "c2", "c3", "new", "new"):
         np.testing.assert_allclose(kit.normalize(features[:5], camera), statistics.apply(features[:5], [camera] * 5),
                                    atol=1e-6)
@@ -241,11 +243,11 @@ def test_the_kit_and_the_library_make_the_same_probe_images():
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not a readable JSON file"),
     ('{"kind": "other"}', "expected a camera statistics file"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 2}', "format_version 2"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"mean": [1]}}}', "KeyError"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"mean": [1, 2]}}, '
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 3}', "format_version 3"),
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "cameras": {"c1": {"mean": [1]}}}', "KeyError"),
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "cameras": {"c1": {"mean": [1, 2]}}, '
      '"global": {"mean": [1]}}', "vectors of one length"),
-    ('{"kind": "acan_tf.camera_statistics", "format_version": 1, "cameras": {"c1": {"mean": [1, NaN]}}, '
+    ('{"kind": "acan_tf.camera_statistics", "format_version": 2, "cameras": {"c1": {"mean": [1, NaN]}}, '
      '"global": {"mean": [1, 2]}}', "non-finite"),
 ])
 def test_the_kit_refuses_a_malformed_file_in_one_line(tmp_path, content, message):
@@ -254,3 +256,33 @@ def test_the_kit_refuses_a_malformed_file_in_one_line(tmp_path, content, message
     with pytest.raises(ValueError, match=message) as error:
         kit_camera_norm.CameraNormalizer(str(path))
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
+
+
+def test_a_statistics_file_of_the_old_naming_is_refused_by_library_and_kit_saying_to_export_again(tmp_path):
+    """Files written before model_hash named the model everywhere (format 1, `model_fingerprint`): one clear line."""
+    features, cameras = sample()
+    document = CameraStatistics.from_features(features, cameras, model_hash="f").to_json()
+    assert document["model_hash"] == "f" and document["format_version"] == 2
+    del document["model_hash"]
+    document.update(model_fingerprint="0123456789abcdef", format_version=1)
+    path = tmp_path / "camera_stats.json"
+    path.write_text(json.dumps(document))
+    message = f"{path}: names its model by 'model_fingerprint'.*export the run again"
+    with pytest.raises(CameraStatisticsError, match=message):
+        CameraStatistics.load(str(path))
+    with pytest.raises(ValueError, match=message):
+        kit_camera_norm.CameraNormalizer(str(path))
+
+
+def test_the_kit_and_the_library_name_the_model_alike():
+    card = {"model_hash": "ab" * 32}
+    assert kit_model_card.MODEL_HASH == identity.MODEL_HASH and kit_model_card.LEGACY_KEYS == identity.LEGACY_KEYS
+    assert kit_model_card.model_hash(card, "m.json") == identity.read_model_hash(card, "m.json") == "ab" * 32
+    assert kit_model_card.model_hash({}, "m.json") is identity.read_model_hash({}, "m.json") is None
+    old = {"fingerprint": "0123456789abcdef", "model_hash": "cd" * 32}  # an export of before: two different hashes
+    with pytest.raises(ValueError, match="m.json: names its model by 'fingerprint'.*export the run again"):
+        kit_model_card.model_hash(old, "m.json")
+    with pytest.raises(identity.ModelIdentityError, match="m.json: names its model by 'fingerprint'"):
+        identity.read_model_hash(old, "m.json")
+    with pytest.raises(identity.ModelIdentityError, match="m.json: model_hash must be a hex string"):
+        identity.read_model_hash({"model_hash": 5}, "m.json")

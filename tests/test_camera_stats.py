@@ -1,6 +1,7 @@
 """Camera statistics of a deployment: written by the export, updated by python -m acan_tf.camera_stats, refused when
 they belong to another model or are malformed (nothing overwritten)."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,10 +15,10 @@ import tensorflow as tf
 from acan_tf.data import load_dataset
 from acan_tf.data.pipeline import inference_dataset
 from acan_tf.data.records import ImageRecord
-from acan_tf.deploy.camera_stats import model_fingerprint, probe_images, update_camera
+from acan_tf.deploy.camera_stats import probe_images, update_camera
 from acan_tf.deploy.exporter import export_run
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics, CameraStatisticsError
-from acan_tf.training.state import weights_digest
+from acan_tf.model.identity import model_hash
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 from tests.test_camera_norm import kit_camera_norm
 from tests.test_deploy_kit import write_images
@@ -65,12 +66,15 @@ def export_copy(exported, tmp_path):
     return shutil.copytree(exported[1], str(tmp_path / "acan" / "1"))
 
 
-def test_export_writes_each_training_cameras_statistics_with_the_models_fingerprint(exported, tiny_tree):
+def test_export_writes_each_training_cameras_statistics_with_the_models_hash(exported, tiny_tree):
     acan, folder = exported
     statistics = CameraStatistics.load(os.path.join(folder, STATISTICS_FILE))
     card = json.load(open(os.path.join(folder, "model.json")))
-    assert card["fingerprint"] == model_fingerprint(acan.encoder) == weights_digest(acan.encoder)[:16]
-    assert statistics.fingerprint == card["fingerprint"]
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w.numpy()).tobytes() for w in acan.encoder.weights))
+    assert card["model_hash"] == model_hash(acan.encoder) == digest.hexdigest()
+    assert statistics.model_hash == card["model_hash"] == card["camera_statistics"]["model_hash"]
+    assert "fingerprint" not in card and "model_fingerprint" not in json.load(open(os.path.join(folder,
+                                                                                                STATISTICS_FILE)))
     train = load_dataset("synthetic", tiny_tree).train
     assert statistics.cameras == ("c1", "c2", "c3")
     assert card["camera_statistics"]["cameras"] == dict(statistics.counts)
@@ -90,7 +94,7 @@ def test_an_export_without_its_training_data_has_no_statistics(tmp_path):
     path = export_run(run_dir, str(tmp_path / "models"), "acan", formats=("onnx",)).path
     assert not os.path.exists(os.path.join(path, STATISTICS_FILE))
     card = json.load(open(os.path.join(path, "model.json")))
-    assert card["camera_statistics"] is None and card["fingerprint"]
+    assert card["camera_statistics"] is None and card["model_hash"]
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "saved_model"])
@@ -102,7 +106,7 @@ def test_a_camera_is_added_from_a_folder_of_its_images(exported, export_copy, tm
     assert path == os.path.join(export_copy, STATISTICS_FILE)
     loaded = CameraStatistics.load(path)
     assert loaded.cameras == ("c1", "c2", "c3", "lobby") and loaded.counts["lobby"] == len(paths)
-    assert loaded.fingerprint == before.fingerprint and "lobby" in loaded.source
+    assert loaded.model_hash == before.model_hash and "lobby" in loaded.source
     expected = keras_embeddings(acan, [ImageRecord(p, -1, -1) for p in paths], uint8=True).mean(0)
     np.testing.assert_allclose(loaded.means["lobby"], expected, atol=1e-5)
     np.testing.assert_allclose(loaded.means["c2"], before.means["c2"])
@@ -111,13 +115,13 @@ def test_a_camera_is_added_from_a_folder_of_its_images(exported, export_copy, tm
     assert CameraStatistics.load(path).cameras == ("c1", "c2", "c3", "lobby")
 
 
-def test_a_new_statistics_file_gets_the_models_fingerprint_and_probe(exported, tmp_path):
+def test_a_new_statistics_file_gets_the_models_hash_and_probe(exported, tmp_path):
     write_images(tmp_path / "c9")
     target = str(tmp_path / "stats" / "new.json")
     statistics, _ = update_camera(os.path.join(exported[1], "model.onnx"), "c9", str(tmp_path / "c9"),
                                   statistics_path=target)
     shipped = CameraStatistics.load(os.path.join(exported[1], STATISTICS_FILE))
-    assert statistics.cameras == ("c9",) and statistics.fingerprint == shipped.fingerprint
+    assert statistics.cameras == ("c9",) and statistics.model_hash == shipped.model_hash
     np.testing.assert_allclose(CameraStatistics.load(target).probe, shipped.probe, atol=1e-4)
 
 
@@ -130,12 +134,32 @@ def test_statistics_of_another_model_are_refused_and_left_as_they_are(export_cop
     foreign = os.path.join(export_copy, STATISTICS_FILE)
     shutil.copy(os.path.join(other_export, STATISTICS_FILE), foreign)
     content = open(foreign, "rb").read()
-    mine = json.load(open(os.path.join(export_copy, "model.json")))["fingerprint"]
-    theirs = json.load(open(os.path.join(other_export, "model.json")))["fingerprint"]
+    mine = json.load(open(os.path.join(export_copy, "model.json")))["model_hash"]
+    theirs = json.load(open(os.path.join(other_export, "model.json")))["model_hash"]
     assert mine != theirs
-    with pytest.raises(CameraStatisticsError, match=f"fingerprint {theirs}.*fingerprint {mine}"):
+    with pytest.raises(CameraStatisticsError, match=f"model_hash {theirs}.*model_hash {mine}"):
         update_camera(export_copy, "lobby", str(tmp_path / "lobby"))
     assert open(foreign, "rb").read() == content
+
+
+@pytest.mark.parametrize("old_file", ["model.json", STATISTICS_FILE])
+def test_files_of_the_old_naming_are_refused_saying_to_export_again(export_copy, tmp_path, old_file):
+    """An export from before model_hash named the model everywhere: its card had a 16-digit `fingerprint` beside a
+    `model_hash` of the checkpoint file, its statistics file a `model_fingerprint` (format 1)."""
+    write_images(tmp_path / "lobby")
+    path = os.path.join(export_copy, old_file)
+    document = json.load(open(path))
+    old_hash = document.pop("model_hash")
+    if old_file == "model.json":
+        document.update(fingerprint=old_hash[:16], model_hash="0" * 64)
+    else:
+        document.update(model_fingerprint=old_hash[:16], format_version=1)
+    open(path, "w").write(json.dumps(document))
+    content = open(os.path.join(export_copy, STATISTICS_FILE), "rb").read()
+    key = "fingerprint" if old_file == "model.json" else "model_fingerprint"
+    with pytest.raises(CameraStatisticsError, match=f"{path}: names its model by '{key}'.*export the run again"):
+        update_camera(export_copy, "lobby", str(tmp_path / "lobby"))
+    assert open(os.path.join(export_copy, STATISTICS_FILE), "rb").read() == content
 
 
 def test_cli_adds_a_camera_and_reports_bad_input_in_one_line(export_copy, tmp_path):

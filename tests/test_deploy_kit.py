@@ -264,10 +264,10 @@ def statistics_of(export_dir):
 
 
 def foreign_statistics(export_dir, path, probe_shift=0.5):
-    """The export's statistics as if of another model: another fingerprint, probe embeddings moved by `probe_shift`."""
+    """The export's statistics as if of another model: another hash, probe embeddings moved by `probe_shift`."""
     statistics = statistics_of(export_dir)
     document = statistics.to_json()
-    document.update(model_fingerprint="0123456789abcdef", probe=(np.asarray(statistics.probe) + probe_shift).tolist())
+    document.update(model_hash="0123456789abcdef", probe=(np.asarray(statistics.probe) + probe_shift).tolist())
     with open(path, "w") as handle:
         json.dump(document, handle)
     return str(path)
@@ -314,12 +314,12 @@ def test_edge_runner_refuses_statistics_of_another_model(model, tmp_path, capsys
     export_dir = model[1]
     write_images(tmp_path / "images")
     foreign = foreign_statistics(export_dir, tmp_path / "foreign.json")
-    fingerprint = json.load(open(os.path.join(export_dir, "model.json")))["fingerprint"]
+    model_hash = json.load(open(os.path.join(export_dir, "model.json")))["model_hash"]
     argv = ["--model", export_dir, "--camera", "c1", str(tmp_path / "images")]
     assert onnx_infer.main([*argv, "--camera_stats", foreign]) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"onnx_infer: error: {foreign}: statistics of the model with fingerprint 0123456789abcdef")
-    assert f"fingerprint {fingerprint}" in error
+    assert error.startswith(f"onnx_infer: error: {foreign}: statistics of the model with model_hash 0123456789abcdef")
+    assert f"model_hash {model_hash}" in error
     # A model file without its model.json beside it: the probe images tell the models apart.
     os.makedirs(tmp_path / "bare")
     bare = shutil.copy(os.path.join(export_dir, "model.onnx"), str(tmp_path / "bare"))
@@ -327,7 +327,7 @@ def test_edge_runner_refuses_statistics_of_another_model(model, tmp_path, capsys
     assert onnx_infer.main([*argv, "--camera_stats", foreign]) == 2
     assert "its embeddings of the probe images differ by" in capsys.readouterr().err
     assert onnx_infer.main([*argv, "--camera_stats", os.path.join(export_dir, STATISTICS_FILE)]) == 0
-    (tmp_path / "broken.json").write_text('{"kind": "acan_tf.camera_statistics", "format_version": 1}')
+    (tmp_path / "broken.json").write_text('{"kind": "acan_tf.camera_statistics", "format_version": 2}')
     assert onnx_infer.main([*argv, "--camera_stats", str(tmp_path / "broken.json")]) == 2
     assert "expected a camera statistics file written by acan_tf" in capsys.readouterr().err
     with pytest.raises(SystemExit):
@@ -360,6 +360,6 @@ def test_rest_client_normalises_and_checks_the_served_model_on_the_probe(model, 
                                statistics_of(export_dir).apply(embeddings, ["c3"] * len(paths)), rtol=0, atol=1e-5)
     assert client.main([*argv, "--camera_stats", foreign_statistics(export_dir, tmp_path / "foreign.json")]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("client: error: ") and "fingerprint 0123456789abcdef, not of the served model" in error
+    assert error.startswith("client: error: ") and "model_hash 0123456789abcdef, not of the served model" in error
     assert "probe images differ by 0.500" in error
 

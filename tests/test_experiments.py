@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from acan_tf.config import Config
-from acan_tf.experiments import EXPERIMENTS, ExperimentError, markdown, run_experiment, summarize_runs
+from acan_tf.data import load_existing_dataset
+from acan_tf.data.validation import carve_validation
+from acan_tf.deploy.calibration import calibrate_links, identified_records
+from acan_tf.errors import UserError
+from acan_tf.evaluation.features import extract_features, frame_embedder
+from acan_tf.evaluation.reid import record_ids
+from acan_tf.experiments import EXPERIMENTS, ExperimentError, markdown, run_experiment, runner, summarize_runs
+from acan_tf.model.builder import load_run
 from tests import tiny_runs
 
 pytestmark = pytest.mark.slow  # whole experiments and their command: the full suite only
@@ -150,3 +157,66 @@ def test_cli_names_a_bad_value():
                             cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "acan_tf.experiments: error: --values: cannot read 'wide'" in result.stderr
+
+
+def test_linking_columns_are_the_mean_and_std_of_each_runs_linking_over_seeds():
+    linking = [{"pair_precision": 0.9, "pair_recall": 0.5, "pair_f1": 0.6, "people_recovered_exactly": 0.25},
+               {"pair_precision": 0.7, "pair_recall": 0.7, "pair_f1": 0.7, "people_recovered_exactly": 0.75}]
+    runs = [{"value": "oce", "seed": seed, "final": {"mAP": 0.2}, "linking": document}
+            for seed, document in enumerate(linking)]
+    summary = summarize_runs(runs, ["oce"])
+    assert summary["oce"]["pair_f1"]["values"] == [0.6, 0.7]
+    assert summary["oce"]["pair_precision"]["std"] == pytest.approx(np.std([0.9, 0.7], ddof=1))
+    results = {"base_config": Config().to_json(), "seeds": [0, 1], "command": "", "parameter": "setting",
+               "values": ["oce"], "summary": summary,
+               "linking": {"validation_identities": 100, "fpr": 0.001, "checkpoint": "last"}}
+    text = markdown(EXPERIMENTS["association"], results, [])
+    header, _, row = table_rows(text)
+    assert header[-4:] == ["Link precision (%)", "Link recall (%)", "Link F1 (%)", "Exact ids (%)"]
+    assert row[-4:] == ["80.0 ± 14.1", "60.0 ± 14.1", "65.0 ± 7.1", "50.0 ± 35.4"]
+    assert "FPR 0.001 on 100 training identities" in text and "never on the test split" in text
+    results["summary"] = summarize_runs([{"value": "oce", "seed": 0, "final": {"mAP": 0.2}}], ["oce"])
+    assert "Link" not in markdown(EXPERIMENTS["schemes"], results, [])  # runs without linking: no such columns
+
+
+def test_association_experiment_links_held_out_people_for_every_run(tiny_tree, tmp_path, monkeypatch):
+    """At tiny size: each run's linking is evaluate --link's document, its threshold chosen on validation
+    identities carved from the training split (never the test split), summarised over seeds, and reused."""
+    out = str(tmp_path / "association")
+    base = Config(**{**TINY, "steps_per_epoch": 1}, data_root=tiny_tree)
+    linking = runner.Linking(validation_identities=4, fpr=0.01)
+    results = run_experiment("association", base, [0, 1], out, values=["none", "oce"], linking=linking)
+    dataset = load_existing_dataset("synthetic", tiny_tree)
+    test_items = len(identified_records(dataset))
+    for run in results["runs"]:
+        document = run["linking"]
+        assert document == json.load(open(os.path.join(run["run_dir"], "report.json")))["linking"]
+        assert document["model"]["checkpoint"] == "last" and document["test_split"]["items"] == test_items
+        config, acan, _ = load_run(run["run_dir"], "last")
+        validation = identified_records(carve_validation(dataset, 4, run["seed"]))
+        embed = frame_embedder(acan.encoder, config.image_height, config.image_width)
+        features = extract_features(embed, validation, config.image_height, config.image_width, 64)
+        pids, cameras = record_ids(validation)
+        expected = calibrate_links(features, cameras, pids, 0.01, config.association_centering)
+        assert document["threshold"]["similarity_threshold"] == pytest.approx(expected["similarity_threshold"])
+        assert document["threshold"]["validation_identities"] == 4
+        assert 0.0 <= document["pair_f1"] <= 1.0
+    for value in ("none", "oce"):
+        f1 = [run["linking"]["pair_f1"] for run in results["runs"] if run["value"] == value]
+        assert results["summary"][value]["pair_f1"]["mean"] == pytest.approx(np.mean(f1))
+        assert results["summary"][value]["pair_f1"]["std"] == pytest.approx(np.std(f1, ddof=1))
+    header = table_rows(open(os.path.join(out, "results.md")).read())[0]
+    assert header[-4:] == ["Link precision (%)", "Link recall (%)", "Link F1 (%)", "Exact ids (%)"]
+    assert json.load(open(os.path.join(out, "results.json")))["linking"] == {"validation_identities": 4,
+                                                                             "fpr": 0.01, "checkpoint": "last"}
+
+    def not_again(*args):
+        raise AssertionError("linked again")
+
+    monkeypatch.setattr(runner, "link_run", not_again)
+    again = run_experiment("association", base, [0, 1], out, values=["none", "oce"], linking=linking)
+    assert [run["linking"] for run in again["runs"]] == [run["linking"] for run in results["runs"]]
+    with pytest.raises(AssertionError, match="linked again"):  # other settings: linked anew
+        run_experiment("association", base, [0], out, values=["none"], linking=runner.Linking(4, 0.02))
+    with pytest.raises(UserError, match="--link_fpr=2.0: expected a false-positive rate"):
+        run_experiment("association", base, [0], out, values=["none"], linking=runner.Linking(4, 2.0))

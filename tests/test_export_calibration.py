@@ -14,6 +14,7 @@ from acan_tf.data import load_existing_dataset as load_test_data
 from acan_tf.deploy import calibration, quantize
 from acan_tf.deploy.exporter import export_run
 from acan_tf.evaluation.reid import record_ids
+from acan_tf.model.builder import load_run
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
 pytestmark = pytest.mark.slow  # exports with every format, and the kit's runner in a subprocess
@@ -50,8 +51,9 @@ def test_every_format_is_calibrated_on_its_own_embeddings(exported, tiny_tree):
         assert card["calibration"]["formats"][name]["items"]["pairs"] == expected["pairs"]
         assert os.path.isfile(os.path.join(exported.path, f"calibration_{name}.png"))
     assert card["calibration"]["split"]["items"] == len(records)
-    weights = os.path.join(card["run_dir"], "checkpoints", "best.weights.h5")
-    assert card["model_hash"] == hashlib.sha256(open(weights, "rb").read()).hexdigest()
+    encoder = load_run(card["run_dir"], "best")[1].encoder
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w.numpy()).tobytes() for w in encoder.weights))
+    assert card["model_hash"] == digest.hexdigest()  # the SHA-256 of F's weights, as camera_stats.json names it
     on_disk = json.load(open(os.path.join(exported.path, "model.json")))
     assert on_disk["calibration"]["formats"]["saved_model"]["links"]["pairs"]["same_person"] > 0
 
@@ -91,6 +93,13 @@ def test_edge_runner_fills_and_searches_a_gallery_index(exported, tiny_tree, tmp
     refused = subprocess.run([*runner[:2], f"--model={tmp_path}", f"--index={index}", query], capture_output=True,
                              text=True)
     assert refused.returncode == 2 and "built by encoder" in refused.stderr and "another encoder" in refused.stderr
+    assert exported.card["model_hash"] in refused.stderr  # both hashes named
+    old = dict(exported.card, fingerprint=exported.card["model_hash"][:16])  # an export of the old naming
+    json.dump(old, open(tmp_path / "model.json", "w"))
+    refused = subprocess.run([*runner[:2], f"--model={tmp_path}", f"--index={index}", query], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "names its model by 'fingerprint'" in refused.stderr and "export the run again" in refused.stderr
 
 
 def test_without_a_labelled_split_the_threshold_is_left_to_the_user(tmp_path):

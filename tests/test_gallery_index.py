@@ -156,3 +156,33 @@ def test_bad_inputs():
     with pytest.raises(GalleryIndexError, match="NaN"):
         index.add(np.full((1, DIM), np.nan))
     assert index.search(unit_rows(2), 3) == [[], []]  # an empty gallery matches nothing
+
+
+def test_choose_nprobe_takes_the_fewest_lists_reaching_the_recall_on_held_out_queries(tmp_path):
+    pytest.importorskip("faiss")
+    gallery, held_out = unit_rows(2000), unit_rows(40, seed=5)
+    index = GalleryIndex(DIM, "abc123", backend="faiss", exact_below=100, nlist=32, nprobe=32)
+    index.add(gallery)
+    exact = direct_top_k(held_out, gallery, 10)[0]
+    direct = {}
+    for nprobe in (1, 2, 4, 8, 16, 32):  # every nprobe's recall measured directly with faiss
+        index._faiss.nprobe = nprobe
+        found = index._faiss.search(held_out, 10)[1]
+        direct[nprobe] = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), exact.tolist())])
+    target = direct[8] - 1e-9  # reached at 8 lists (recall grows with nprobe), not at 4 on this data
+    assert direct[4] < target
+    recalls = index.choose_nprobe(held_out, target, top_k=10)
+    assert index.nprobe == index._faiss.nprobe == 8 and sorted(recalls) == [1, 2, 4, 8]
+    np.testing.assert_allclose([recalls[n] for n in (1, 2, 4, 8)], [direct[n] for n in (1, 2, 4, 8)])
+    index.save(tmp_path / "g.idx")
+    assert GalleryIndex.load(tmp_path / "g.idx")._faiss.nprobe == 8
+    index.choose_nprobe(held_out, 1.0)  # every list scanned is exact search: recall 1 is reached at the latest there
+    assert index.nprobe == min(nprobe for nprobe, recall in direct.items() if recall >= 1.0)
+
+
+def test_choose_nprobe_refuses_an_exact_index_and_a_recall_outside_0_1():
+    pytest.importorskip("faiss")
+    with pytest.raises(GalleryIndexError, match="the index is flat .exact., not ivf"):
+        filled("faiss").choose_nprobe(unit_rows(3))
+    with pytest.raises(GalleryIndexError, match=r"target_recall=1.5: expected a recall in \(0, 1\]"):
+        filled("faiss", exact_below=100, nlist=4).choose_nprobe(unit_rows(3), 1.5)

@@ -34,11 +34,23 @@ class Augmentation:
     random_erasing: float = 0.5
 
 
+# What read_image raises for a file that is missing or not an image.
+UNREADABLE = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
+
+
 def decode_image(path: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """Reads an image file (JPEG, PNG, BMP or GIF; grey or colour) as float32 RGB [H, W, 3] in [0, 255]."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
-    return tf.clip_by_value(image, 0.0, 255.0)
+    return resize_image(read_image(path), height, width)
+
+
+def read_image(path: tf.Tensor) -> tf.Tensor:
+    """An image file's pixels at its own size, uint8 RGB [h, w, 3] (the decoding step of `decode_image`)."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+
+def resize_image(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Decoded pixels resized as training resizes them: float32 RGB [H, W, 3] in [0, 255]."""
+    return tf.clip_by_value(tf.image.resize(tf.cast(image, tf.float32), (height, width)), 0.0, 255.0)
 
 
 def augment(image: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
@@ -232,7 +244,12 @@ def find_unreadable(paths: Sequence[str]) -> list[tuple[str, str]]:
     bad = []
     for path in paths:
         try:
-            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-            bad.append((path, error.message.splitlines()[0] if error.message else type(error).__name__))
+            read_image(path)
+        except UNREADABLE as error:
+            bad.append((path, unreadable_reason(error)))
     return bad
+
+
+def unreadable_reason(error: tf.errors.OpError) -> str:
+    """Why the decoder could not read a file, in one line."""
+    return error.message.splitlines()[0] if error.message else type(error).__name__

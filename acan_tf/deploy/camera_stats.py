@@ -1,5 +1,5 @@
 """Per-camera statistics of a deployed model (acan_tf.evaluation.camera_norm): from a run's training images at
-export, from a folder of one camera's images afterwards, and the fingerprint and probe that tie them to the model.
+export, from a folder of one camera's images afterwards, and the probe that ties them to a model without its card.
 
 Only images are read, never identities: a deployment takes them from each camera's footage.
 """
@@ -10,7 +10,6 @@ import dataclasses
 import os
 from typing import Callable, Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -25,21 +24,15 @@ from acan_tf.deploy.saved_model_features import saved_model_features
 from acan_tf.deploy.serving import EMBEDDINGS, IMAGE_SIGNATURE, IMAGES
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics, CameraStatisticsError
 from acan_tf.evaluation.features import extract_features, l2_normalize
+from acan_tf.model.identity import MODEL_HASH, ModelIdentityError, read_model_hash
 from acan_tf.run_dir import RunDirectoryError, read_json
-from acan_tf.training.state import weights_digest
 
 # A mean converges long before this; the cap bounds the export's time on large (or video) training sets.
 MAX_IMAGES_PER_CAMERA = 1000
 SAMPLE_SEED = 0
-FINGERPRINT_LENGTH = 16
-# The statistics file keeps the model's embeddings of these, for a client that cannot read the model's fingerprint.
+# The statistics file keeps the model's embeddings of these, for a client that cannot read the model's card.
 PROBE_IMAGES = 2
 RUNTIMES = ("auto", "onnx", "saved_model")
-
-
-def model_fingerprint(encoder: keras.Model) -> str:
-    """The model's fingerprint: the first hex digits of the SHA-256 of F's weights (equal weights, equal prints)."""
-    return weights_digest(encoder)[:FINGERPRINT_LENGTH]
 
 
 def probe_images(height: int, width: int, count: int = PROBE_IMAGES) -> np.ndarray:
@@ -49,7 +42,7 @@ def probe_images(height: int, width: int, count: int = PROBE_IMAGES) -> np.ndarr
                      for index in range(count)]).astype(np.uint8)
 
 
-def run_statistics(embed_frames: Callable, config: Config, data: ReIDDataset, fingerprint: str,
+def run_statistics(embed_frames: Callable, config: Config, data: ReIDDataset, model_hash: str,
                    probe: np.ndarray) -> CameraStatistics:
     """Statistics of each training camera of a run (named by `ReIDDataset.camera_keys`), from at most
     MAX_IMAGES_PER_CAMERA of its training images or tracklets (a seeded draw), unlabelled."""
@@ -58,7 +51,7 @@ def run_statistics(embed_frames: Callable, config: Config, data: ReIDDataset, fi
                                 config.eval_batch_size)
     source = (f"the run's training images of {data.name} (unlabelled; at most {MAX_IMAGES_PER_CAMERA} per camera, "
               f"seed {SAMPLE_SEED})")
-    return CameraStatistics.from_features(features, [data.camera_keys[record.camid] for record in chosen], fingerprint,
+    return CameraStatistics.from_features(features, [data.camera_keys[record.camid] for record in chosen], model_hash,
                                           source, probe)
 
 
@@ -95,13 +88,13 @@ def update_camera(model: str, camera: str, images: str, runtime: str = "auto", s
     """
     folder, model_file, runtime = resolve_model(model, runtime)
     card = read_card(folder)
-    fingerprint, height, width = card["fingerprint"], card["input"]["height"], card["input"]["width"]
+    model_hash, height, width = card[MODEL_HASH], card["input"]["height"], card["input"]["width"]
     _check_camera_name(camera)
     path = statistics_path or os.path.join(folder, STATISTICS_FILE)
     existing = None
     if os.path.exists(path):
         existing = CameraStatistics.load(path)
-        existing.check_model(fingerprint, path)
+        existing.check_model(model_hash, path)
     records = folder_records(images)
     embed = _runtime_features(folder, model_file, runtime)
     try:
@@ -115,7 +108,7 @@ def update_camera(model: str, camera: str, images: str, runtime: str = "auto", s
     added = f"camera {camera}: {len(records)} images of {os.path.abspath(images)} (unlabelled)"
     if existing is None:
         probe = l2_normalize(embed_pixels(folder, model_file, runtime, probe_images(height, width)))
-        statistics = CameraStatistics.from_features(features, [camera] * len(features), fingerprint, added, probe)
+        statistics = CameraStatistics.from_features(features, [camera] * len(features), model_hash, added, probe)
     else:
         statistics = dataclasses.replace(existing.with_camera(camera, features), source=f"{existing.source}; {added}")
     statistics.save(path)
@@ -145,14 +138,18 @@ def resolve_model(model: str, runtime: str) -> tuple[str, str | None, str]:
 
 
 def read_card(folder: str) -> dict:
-    """The export's model.json, checked to name its fingerprint and input size."""
+    """The export's model.json, checked to name its model_hash and input size."""
     path = os.path.join(folder, MODEL_CARD)
     try:
         card = read_json(path)
     except RunDirectoryError as error:
         raise CameraStatisticsError(f"{error}; expected the model card of an export") from error
-    if not card.get("fingerprint"):
-        raise CameraStatisticsError(f"{path} names no fingerprint: the model was exported before camera statistics "
+    try:
+        named = read_model_hash(card, path)
+    except ModelIdentityError as error:
+        raise CameraStatisticsError(str(error)) from error
+    if not named:
+        raise CameraStatisticsError(f"{path} names no {MODEL_HASH}: the model was exported before camera statistics "
                                     "existed; export the run again")
     size = card.get("input", {})
     if not isinstance(size.get("height"), int) or not isinstance(size.get("width"), int):

@@ -22,7 +22,7 @@ from acan_tf.deploy.calibration import (
     identified_records,
 )
 from acan_tf.deploy.calibration_plots import plot_calibration
-from acan_tf.deploy.camera_stats import model_fingerprint, probe_images, run_statistics
+from acan_tf.deploy.camera_stats import probe_images, run_statistics
 from acan_tf.deploy.model_card import MODEL_CARD, ONNX_FILE, ONNX_INT8_FILE, model_card
 from acan_tf.deploy.onnx_export import OPSET, write_onnx
 from acan_tf.deploy.saved_model_features import saved_model_features
@@ -31,8 +31,9 @@ from acan_tf.deploy.versioning import check_model_name, resolve_version, staged_
 from acan_tf.errors import UserError
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics
 from acan_tf.evaluation.reid import record_ids
-from acan_tf.io import sha256, write_json
+from acan_tf.io import write_json
 from acan_tf.model.builder import load_run
+from acan_tf.model.identity import model_hash
 from acan_tf.run_dir import RunDir
 
 FORMATS = ("saved_model", "onnx", "onnx_int8")
@@ -114,7 +115,8 @@ def export_run(
     height, width = config.image_height, config.image_width
     images, tracklets = parity.sample_inputs(height, width)
     reference = {"images": parity.keras_embeddings(acan, images), "tracklets": parity.keras_embeddings(acan, tracklets)}
-    statistics = _camera_statistics(acan, config, data, run_dir)
+    identity = model_hash(acan.encoder)
+    statistics = _camera_statistics(acan, config, data, run_dir, identity)
 
     with staged_version(model_dir, version) as staging:
         differences, tolerances = {}, {}
@@ -148,15 +150,14 @@ def export_run(
             export["quantization"] = int8["quantization"]
         if statistics is not None:
             statistics.save(os.path.join(staging, STATISTICS_FILE))
-        card = model_card(config, info, metrics, int(reference["images"].shape[1]), export, figures,
-                          model_fingerprint(acan.encoder), statistics)
-        card["model_hash"] = model_hash(RunDir(run_dir).checkpoint(checkpoint))
+        card = model_card(config, info, metrics, int(reference["images"].shape[1]), export, figures, identity,
+                          statistics)
         card["calibration"] = _calibrate_formats(formats, staging, config, data, missing, calibration_fpr, threshold)
         write_json(os.path.join(staging, MODEL_CARD), card)
     return ExportResult(os.path.join(model_dir, str(version)), version, card)
 
 
-def _camera_statistics(acan, config, data, run_dir: str) -> CameraStatistics | None:
+def _camera_statistics(acan, config, data, run_dir: str, identity: str) -> CameraStatistics | None:
     """The training cameras' statistics for camera_stats.json, or None (warned) if the training data is gone."""
     try:
         data = data or load_trained_dataset(config.dataset, config.data_root)
@@ -165,12 +166,7 @@ def _camera_statistics(acan, config, data, run_dir: str) -> CameraStatistics | N
                         "statistics with python -m acan_tf.camera_stats", STATISTICS_FILE, run_dir, error)
         return None
     probe = parity.keras_embeddings(acan, probe_images(config.image_height, config.image_width))
-    return run_statistics(acan.encoder, config, data, model_fingerprint(acan.encoder), probe)
-
-
-def model_hash(weights_file: str) -> str:
-    """The encoder's identity in a model card and in the kit's index files: SHA-256 of the exported weights file."""
-    return sha256(weights_file)
+    return run_statistics(acan.encoder, config, data, identity, probe)
 
 
 def _calibration_data(config: Config) -> tuple[ReIDDataset | None, str | None]:

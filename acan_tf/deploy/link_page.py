@@ -1,12 +1,14 @@
 """identities.html: each cross-camera identity as a row of thumbnails per camera, one self-contained file that a
-browser shows offline (thumbnails are embedded as small JPEGs)."""
+browser shows offline (thumbnails are embedded as small JPEGs, made from the pixels linking decoded)."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
+from typing import Mapping
 
+import numpy as np
 from PIL import Image
 
 THUMBNAIL_SIZE = (64, 128)  # width, height at most
@@ -15,35 +17,32 @@ STYLE = """body{font-family:sans-serif;margin:1em}table{border-collapse:collapse
 padding:4px;vertical-align:top}img{margin:1px;height:96px}.who{font-size:12px;color:#444}"""
 
 
-def thumbnail(path: str) -> str:
-    """An image as a data: URL of a small JPEG, or an empty string for a file that cannot be read."""
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            image.thumbnail(THUMBNAIL_SIZE)
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=80)
-    except (OSError, ValueError):
-        return ""
+def thumbnail(pixels: np.ndarray) -> str:
+    """Decoded uint8 RGB pixels [h, w, 3] as a data: URL of a small JPEG."""
+    image = Image.fromarray(pixels)
+    image.thumbnail(THUMBNAIL_SIZE)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def member_cell(member: dict) -> str:
-    """One (camera, local id): its name, item count and thumbnails."""
-    images = "".join(f'<img src="{url}" alt="">' for url in map(thumbnail, member["thumbnails"]) if url)
+def member_cell(member: dict, thumbnails: Mapping[str, str]) -> str:
+    """One (camera, local id): its name, item count and thumbnails (`thumbnails`: frame path → data: URL)."""
+    images = "".join(f'<img src="{thumbnails[path]}" alt="">' for path in member["thumbnails"])
     return (f'<td><div class="who">{html.escape(member["camera"])} / {html.escape(member["local_id"])} '
             f'({member["items"]} items)</div>{images}</td>')
 
 
-def identities_page(document: dict) -> str:
-    """The HTML page of an identities.json document."""
+def identities_page(document: dict, thumbnails: Mapping[str, str]) -> str:
+    """The HTML page of an identities.json document, with the thumbnails (frame path → data: URL) of its members."""
     threshold = document["threshold"]
     rows = []
     for identity in document["identities"]:
         distances = ", ".join(f"{link['distance']:.3f}" for link in identity["links"])
-        rows.append(f"<tr><th>{identity['identity']}</th>{''.join(map(member_cell, identity['members']))}"
+        cells = "".join(member_cell(member, thumbnails) for member in identity["members"])
+        rows.append(f"<tr><th>{identity['identity']}</th>{cells}"
                     f'<td class="who">link distances: {distances}</td></tr>')
-    alone = "".join(f"<tr>{member_cell(member)}</tr>" for member in document["alone"][:MAX_ALONE_SHOWN])
+    alone = "".join(f"<tr>{member_cell(member, thumbnails)}</tr>" for member in document["alone"][:MAX_ALONE_SHOWN])
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Cross-camera identities</title>"
             f"<style>{STYLE}</style></head><body><h1>Cross-camera identities</h1>"
             f"<p>{document['cross_camera_identities']} identities seen by several cameras, linking "

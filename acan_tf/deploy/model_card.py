@@ -12,6 +12,7 @@ from acan_tf.config import Config
 from acan_tf.deploy import serving
 from acan_tf.evaluation.camera_norm import SPACE, STATISTICS_FILE, CameraStatistics
 from acan_tf.model.backbones import NORMALISATIONS, get_spec
+from acan_tf.model.identity import MODEL_HASH
 from acan_tf.versions import package_versions
 
 MODEL_CARD = "model.json"
@@ -26,12 +27,12 @@ def model_card(
     embedding_size: int,
     export: dict,
     parity: dict[str, float],
-    fingerprint: str | None = None,
+    model_hash: str,
     camera_statistics: CameraStatistics | None = None,
 ) -> dict:
     """The model card of one export; `export` describes it (name, version, formats, checkpoint, run_dir, opset...).
 
-    `fingerprint` names the model's weights; `camera_statistics`, written beside it, are summarised.
+    `model_hash` names the model (acan_tf.model.identity); `camera_statistics`, written beside it, are summarised.
     """
     height, width = config.image_height, config.image_width
     style = get_spec(config.backbone).normalisation
@@ -73,10 +74,10 @@ def model_card(
         "output": {"name": serving.EMBEDDINGS, "dtype": "float32", "shape": [None, embedding_size],
                    "l2_normalised": True},
         "embedding_size": embedding_size,
-        "fingerprint": fingerprint,
+        MODEL_HASH: model_hash,
         "camera_statistics": None if camera_statistics is None else {
             "path": STATISTICS_FILE,
-            "model_fingerprint": camera_statistics.fingerprint,
+            MODEL_HASH: camera_statistics.model_hash,
             "cameras": {name: camera_statistics.counts[name] for name in camera_statistics.cameras},
             "source": camera_statistics.source,
             "applied": SPACE,

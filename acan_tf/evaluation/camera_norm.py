@@ -11,7 +11,7 @@ camera's standard deviation as well changed nothing on real data (FINDINGS.md), 
 without statistics (a new one) falls back to the global mean, the count-weighted mean of the cameras' means.
 
 A statistics file (JSON, `STATISTICS_FILE` beside an export) names the model it was computed with by its
-fingerprint (`acan_tf.model.fingerprint`); applying it to another model is refused.
+`model_hash` (acan_tf.model.identity); applying it to another model is refused.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import numpy as np
 from acan_tf.errors import UserError
 from acan_tf.evaluation.features import l2_normalize
 from acan_tf.io import write_json
+from acan_tf.model.identity import MODEL_HASH, ModelIdentityError, read_model_hash
 
 STATISTICS_FILE = "camera_stats.json"
 KIND = "acan_tf.camera_statistics"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model is named by model_hash (1: by model_fingerprint, refused: export again)
 SPACE = "means of L2-normalised embeddings; applied as (x/|x| - mean) / |x/|x| - mean|"
 
 
@@ -41,15 +42,15 @@ class CameraStatisticsError(UserError):
 class CameraStatistics:
     """Per-camera mean embeddings (and how many images each came from) of one model, and their global mean.
 
-    `fingerprint` names the model (None: not tied to one, e.g. statistics computed on the fly in evaluation);
-    `source` says in words which unlabelled images the means come from; `probe` holds the model's L2-normalised
-    embeddings of fixed probe images (acan_tf.deploy.camera_stats), which a client that cannot read the model's
-    fingerprint (TF Serving's REST client) compares with the served model's.
+    `model_hash` names the model (acan_tf.model.identity; None: not tied to one, e.g. statistics computed on the
+    fly in evaluation); `source` says in words which unlabelled images the means come from; `probe` holds the
+    model's L2-normalised embeddings of fixed probe images (acan_tf.deploy.camera_stats), which a client that cannot
+    read the model's hash (TF Serving's REST client) compares with the served model's.
     """
 
     means: Mapping[str, np.ndarray]
     counts: Mapping[str, int]
-    fingerprint: str | None = None
+    model_hash: str | None = None
     source: str = ""
     probe: np.ndarray | None = None
 
@@ -66,7 +67,7 @@ class CameraStatistics:
             raise CameraStatisticsError("camera statistics: every camera needs a count of at least one image")
 
     @classmethod
-    def from_features(cls, features: np.ndarray, cameras: Sequence, fingerprint: str | None = None,
+    def from_features(cls, features: np.ndarray, cameras: Sequence, model_hash: str | None = None,
                       source: str = "", probe: np.ndarray | None = None) -> CameraStatistics:
         """Statistics of `features` [N, D] (raw or L2-normalised) grouped by `cameras` [N] (any keys, kept as str)."""
         features = np.asarray(features, np.float64)
@@ -78,7 +79,7 @@ class CameraStatistics:
         names = sorted(set(keys.tolist()))
         means = {name: unit[keys == name].mean(axis=0) for name in names}
         counts = {name: int(np.sum(keys == name)) for name in names}
-        return cls(means, counts, fingerprint, source, probe)
+        return cls(means, counts, model_hash, source, probe)
 
     @property
     def feature_dim(self) -> int:
@@ -128,11 +129,11 @@ class CameraStatistics:
                                         f"statistics {self.feature_dim}-dimensional")
         return dataclasses.replace(self, means={**self.means, **new.means}, counts={**self.counts, **new.counts})
 
-    def check_model(self, fingerprint: str | None, where: str) -> None:
-        """Refuses statistics computed with another model than the one of `fingerprint` (`where` names the file)."""
-        if fingerprint is not None and self.fingerprint is not None and fingerprint != self.fingerprint:
-            raise CameraStatisticsError(f"{where}: statistics of the model with fingerprint {self.fingerprint}, not "
-                                        f"of this model (fingerprint {fingerprint}); compute them with this model "
+    def check_model(self, model_hash: str | None, where: str) -> None:
+        """Refuses statistics computed with another model than the one of `model_hash` (`where` names the file)."""
+        if model_hash is not None and self.model_hash is not None and model_hash != self.model_hash:
+            raise CameraStatisticsError(f"{where}: statistics of the model with model_hash {self.model_hash}, not "
+                                        f"of this model (model_hash {model_hash}); compute them with this model "
                                         "(python -m acan_tf.camera_stats)")
 
     def to_json(self) -> dict:
@@ -140,7 +141,7 @@ class CameraStatistics:
         return {
             "kind": KIND,
             "format_version": FORMAT_VERSION,
-            "model_fingerprint": self.fingerprint,
+            MODEL_HASH: self.model_hash,
             "feature_dim": self.feature_dim,
             "space": SPACE,
             "source": self.source,
@@ -157,6 +158,10 @@ class CameraStatistics:
                     "{NAME: {\"count\": N, \"mean\": [D numbers]}}, ...})")
         if not isinstance(document, Mapping) or document.get("kind") != KIND:
             raise CameraStatisticsError(f"{where}: {expected}")
+        try:
+            model_hash = read_model_hash(document, where)  # the old naming (format 1) is refused first, by name
+        except ModelIdentityError as error:
+            raise CameraStatisticsError(str(error)) from error
         if document.get("format_version") != FORMAT_VERSION:
             raise CameraStatisticsError(f"{where}: format_version {document.get('format_version')!r}, this version "
                                         f"reads {FORMAT_VERSION}")
@@ -165,7 +170,7 @@ class CameraStatistics:
             means = {str(name): np.asarray(entry["mean"], np.float64) for name, entry in cameras.items()}
             counts = {str(name): int(entry["count"]) for name, entry in cameras.items()}
             probe = None if document.get("probe") is None else np.asarray(document["probe"], np.float64)
-            statistics = cls(means, counts, document.get("model_fingerprint"), str(document.get("source", "")), probe)
+            statistics = cls(means, counts, model_hash, str(document.get("source", "")), probe)
         except (KeyError, TypeError, ValueError, AttributeError, CameraStatisticsError) as error:
             raise CameraStatisticsError(f"{where}: {expected}; {type(error).__name__}: {error}") from error
         if not all(np.all(np.isfinite(mean)) for mean in means.values()):

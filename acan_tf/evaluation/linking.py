@@ -124,7 +124,7 @@ def link_document(embed: Callable[[Sequence[Record]], np.ndarray], config: Confi
     quality = evaluate_linking(embed(test), test, threshold["similarity_threshold"], dataset.camera_names,
                                config.association_centering)
     threshold.update(chosen_on=f"validation: {count} training identities (seed {config.seed})",
-                     held_out_in_training=count == config.validation_identities)
+                     validation_identities=count, held_out_in_training=count == config.validation_identities)
     return {"threshold": threshold, "test_split": {"dataset": dataset.name, "root": dataset.root, "items": len(test)},
             "rule": "acan_tf.training.association.associate (mutual nearest neighbours across cameras, "
                     "camera-disjoint components)", "centre_per_camera": config.association_centering, **quality}

@@ -38,6 +38,9 @@ ASSOCIATION = "Cross-camera association (last round, measured against the true i
 INTRA_CAMERA = ("No cross-camera labels exist, so retrieval across cameras cannot be measured.\n"
                 "Intra-camera retrieval (held-out first and last frames of each local id)")
 UNLABELLED_ASSOCIATION = "Cross-camera association (last round, without labels)"
+# acan_tf.evaluation.linking's figures, under the keys of its document (evaluate --link, the experiments' runs).
+LINKING = ("Linking held-out people across cameras (the test split's (camera, person) groups; threshold chosen on "
+           "validation identities)")
 _RANKING = (
     Metric("mAP", "mAP", "mAP", True, RANKING),
     Metric("rank1", "rank-1", "Rank-1", True, RANKING),
@@ -67,6 +70,10 @@ METRICS = (
     Metric("association_coverage", "local ids linked into a component", "Linked", True, UNLABELLED_ASSOCIATION),
     Metric("association_cycle_consistency", "component pairs that are links", "Cycle-consistent", True,
            UNLABELLED_ASSOCIATION),
+    Metric("pair_precision", "pairwise precision", "Link precision", True, LINKING),
+    Metric("pair_recall", "pairwise recall", "Link recall", True, LINKING),
+    Metric("pair_f1", "pairwise F1", "Link F1", True, LINKING),
+    Metric("people_recovered_exactly", "people recovered exactly", "Exact ids", True, LINKING),
 )
 # The sections a benchmark's tables always show; the others only where a run has them.
 ALWAYS_SHOWN = (RANKING, ALIGNMENT)

@@ -20,7 +20,7 @@ from absl import app, flags
 from acan_tf.data import DATASET_NAMES
 from acan_tf.errors import UserError
 from acan_tf.experiments import calibration
-from acan_tf.experiments.runner import EXPERIMENT_DEFAULTS, EXPERIMENTS, ExperimentError, run_experiment
+from acan_tf.experiments.runner import EXPERIMENT_DEFAULTS, EXPERIMENTS, ExperimentError, Linking, run_experiment
 from acan_tf.flags import config_from_flags, define_flags
 from acan_tf.logs import quiet_tensorflow_logging
 from acan_tf.model.backbones import BACKBONES
@@ -57,7 +57,8 @@ def main(argv: list[str]) -> None:
         else:
             values = parse_list("values", options.values, EXPERIMENTS[name].parse) if options.values else None
             seeds = parse_list("seeds", options.seeds, int)
-            results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command)
+            linking = Linking(options.link_validation_identities, options.link_fpr)
+            results = run_experiment(name, config_from_flags(), seeds, output_dir, values, command, linking)
     except UserError as error:
         sys.exit(f"acan_tf.experiments: error: {error}")
     except StopRequested as stop:  # rerunning the command reuses the finished runs and resumes this one
@@ -76,4 +77,9 @@ if __name__ == "__main__":
         flags.FLAGS.set_default(flag, default)
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds: every setting is trained once per seed.")
     flags.DEFINE_list("values", [], "The values of the experiment's parameter; default: the paper's.")
+    flags.DEFINE_integer("link_validation_identities", Linking.validation_identities, "association: training "
+                         "identities (carved with each run's seed) on which the linking threshold is chosen.",
+                         lower_bound=1)
+    flags.DEFINE_float("link_fpr", Linking.fpr, "association: the false-positive rate of cross-camera proxy pairs "
+                       "(validation identities) at which the linking threshold is chosen.")
     app.run(main)

@@ -3,7 +3,8 @@
     schemes           none (only L_Triplet), grl, oce, ace: Tables V, VI and VII, the confusion matrices of Fig. 8
     lambda_sweep      λ (--adv_weight) in 0, 0.5, ..., 3 with the --scheme (default oce): Fig. 4
     disc_width_sweep  D's width in 64, 128, 256, 512 with the --scheme: Fig. 5
-    association       none, oce, none+association, oce+association and the supervised ceiling (beyond the paper)
+    association       none, oce, none+association, oce+association and the supervised ceiling (beyond the paper),
+                      each run also linking held-out people across cameras (acan_tf.evaluation.linking)
     calibration       the realistic preset's calibrated figures against real data's (acan_tf.experiments.calibration)
 
 Every setting is trained once per --seeds seed with `acan_tf.training.trainer.run`, one run after another in this
@@ -22,6 +23,12 @@ inter-camera discrepancy d of Table VII, D's camera accuracy on the test feature
 (D's camera confusion per setting, averaged over seeds), cmc.png, convergence.png (mAP and rank-1 per
 evaluation, averaged over seeds, when the runs evaluate more than once) and, for the sweeps, sweep.png.
 Each run directory also gets its analysis figures (plots/: t-SNE, CMC, ranked list, ...).
+
+The association experiment also links every run's test split, each (camera, person) group of its query and gallery
+one camera-local id, with training's association rule (as `python -m acan_tf.evaluate --link`): the threshold is
+chosen at --link_fpr on --link_validation_identities training identities (carved with the run's seed), never on
+the test split; pairwise link precision, recall, F1 and the people recovered exactly join the table, mean ± std over
+seeds, and the run's report.json keeps the whole document (`linking`; reused while its settings are the same).
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ import numpy as np
 from absl import logging
 
 from acan_tf.config import Config, ConfigError
+from acan_tf.deploy.calibration import DEFAULT_FPR, check_fpr
 from acan_tf.errors import UserError
 from acan_tf.evaluation import plots
+from acan_tf.evaluation.linking import link_run
 from acan_tf.evaluation.reported import (
     ALWAYS_SHOWN,
     CAMERA_NORMALISED,
     CAMERA_STATISTICS_SOURCE,
+    LINKING,
     METRICS,
     Metric,
     format_value,
@@ -59,6 +69,7 @@ class Experiment:
     """One parameter of Config varied over `values`, each trained with every seed.
 
     With `settings`, the values are names of settings instead, each a set of Config overrides (a ladder of stages).
+    With `link`, every run also links held-out people across cameras (acan_tf.evaluation.linking).
     """
 
     parameter: str
@@ -67,6 +78,7 @@ class Experiment:
     title: str
     label: str
     settings: Mapping[str, Mapping[str, object]] | None = None
+    link: bool = False
 
     def overrides(self, value: object) -> dict[str, object]:
         """The Config fields that `value` sets."""
@@ -75,6 +87,15 @@ class Experiment:
         if value not in self.settings:
             raise ExperimentError(f"--values: unknown setting {value!r}; choose from {', '.join(self.settings)}")
         return dict(self.settings[value])
+
+
+@dataclasses.dataclass(frozen=True)
+class Linking:
+    """How an experiment's runs are linked: the threshold at `fpr` on `validation_identities` training identities."""
+
+    validation_identities: int = 100
+    fpr: float = DEFAULT_FPR
+    checkpoint: str = "last"  # the weights of the runs' final evaluation, the table's other columns
 
 
 # The association ladder: ACAN as published (with and without OCE), each plus the association stage, and the
@@ -98,7 +119,7 @@ EXPERIMENTS = {
     "association": Experiment("setting", tuple(ASSOCIATION_LADDER), str,
                               "Cross-camera association vs ACAN and the supervised ceiling (which uses the true "
                               "cross-camera labels)", "Setting",
-                              ASSOCIATION_LADDER),
+                              ASSOCIATION_LADDER, link=True),
 }
 
 
@@ -115,8 +136,10 @@ def run_experiment(
     output_dir: str,
     values: Sequence | None = None,
     command: str = "",
+    linking: Linking = Linking(),
 ) -> dict:
-    """Trains every (value, seed) run of experiment `name` (or reuses it) and writes the results; returns them."""
+    """Trains every (value, seed) run of experiment `name` (or reuses it) and writes the results; returns them.
+    An experiment that links (`Experiment.link`) links each run's test split as `linking` says."""
     if name not in EXPERIMENTS:
         raise ExperimentError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     experiment = EXPERIMENTS[name]
@@ -125,11 +148,15 @@ def run_experiment(
         raise ExperimentError(f"the experiment needs at least one value and one seed, got values {values} and seeds "
                               f"{seeds}")
     # Validates every setting before the first (long) run.
+    if experiment.link:
+        check_fpr(linking.fpr, "--link_fpr")
     configs = {(value, seed): _run_config(base, experiment, value, seed, output_dir)
                for value in values for seed in seeds}
     runs = []
     for (value, seed), config in configs.items():
         runs.append({"value": value, "seed": seed, "run_dir": config.output_dir, **train_or_reuse(config)})
+        if experiment.link:
+            runs[-1]["linking"] = link_or_reuse(config.output_dir, linking)
     results = {
         "experiment": name,
         "parameter": experiment.parameter,
@@ -137,6 +164,7 @@ def run_experiment(
         "seeds": list(seeds),
         "command": command,
         "base_config": base.to_json(),
+        "linking": dataclasses.asdict(linking) if experiment.link else None,
         "runs": runs,
         "summary": summarize_runs(runs, values),
     }
@@ -169,11 +197,34 @@ def train_or_reuse(config: Config) -> dict:
             "reused": reused}
 
 
+def link_or_reuse(run_dir: str, linking: Linking) -> dict:
+    """The linking document of a finished run (acan_tf.evaluation.linking), computed unless its report.json holds
+    one of the same settings."""
+    folder = RunDir(run_dir)
+    previous = folder.read_report().get("linking")
+    if previous is not None and _same_linking(previous, linking):
+        logging.info("reusing the linking of %s", run_dir)
+        return previous
+    link_run(run_dir, linking.checkpoint, linking.validation_identities, linking.fpr)  # saved in its report.json
+    return folder.read_report()["linking"]  # as saved, so that linked and reused runs look the same
+
+
+def _same_linking(document: Mapping, linking: Linking) -> bool:
+    """Whether a run's linking document was made with these settings."""
+    threshold = document.get("threshold", {})
+    return (document.get("model", {}).get("checkpoint") == linking.checkpoint
+            and threshold.get("validation_identities") == linking.validation_identities
+            and threshold.get("fpr_target") == linking.fpr)
+
+
 def summarize_runs(runs: Sequence[Mapping], values: Sequence) -> dict:
-    """Per value: mean, standard deviation (n-1; 0 for one seed) and per-seed values of every table metric."""
+    """Per value: mean, standard deviation (n-1; 0 for one seed) and per-seed values of every table metric (the
+    linking metrics from each run's linking document)."""
     summary = {}
     for value in values:
-        finals = [run["final"] for run in runs if run["value"] == value]
+        finals = [{**run["final"], **{metric.key: run["linking"][metric.key] for metric in METRICS
+                                      if metric.section == LINKING and "linking" in run}}
+                  for run in runs if run["value"] == value]
         summary[str(value)] = {}
         for metric in METRICS:
             samples = [final[metric.key] for final in finals if final.get(metric.key) is not None]
@@ -209,7 +260,8 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
         "evaluation of each run (Market-1501 protocol on the test split; discrepancy d = 1/C Σ_c ‖mean_c − mean‖ "
         "on the L2-normalised test features; D accuracy: D's camera accuracy on the test features)."
         + (f" Columns marked cam-norm: the same ranking on features normalised by {CAMERA_STATISTICS_SOURCE}."
-           if any(metric.section == CAMERA_NORMALISED for metric in columns) else ""),
+           if any(metric.section == CAMERA_NORMALISED for metric in columns) else "")
+        + (_linking_note(results["linking"]) if any(metric.section == LINKING for metric in columns) else ""),
         "",
         "| " + " | ".join([experiment.label, *(_column_title(metric) for metric in columns)]) + " |",
         "|" + "---|" * (len(columns) + 1),
@@ -220,6 +272,16 @@ def markdown(experiment: Experiment, results: Mapping, figures: Sequence[str]) -
         lines.append("| " + " | ".join([str(value), *cells]) + " |")
     lines += ["", *(f"![{os.path.splitext(name)[0]}]({name})" for name in figures), ""]
     return "\n".join(lines)
+
+
+def _linking_note(linking: Mapping) -> str:
+    """What the table says of its linking columns: what is linked, where the threshold comes from."""
+    return (f" Link precision, recall and F1: pairwise, over the cross-camera pairs of the test split's (camera, "
+            "person) groups linked by the association rule (as `python -m acan_tf.evaluate --link`), each run's "
+            f"{linking['checkpoint']} weights; exact ids: the share of test people whose groups form exactly one "
+            f"identity. The threshold is chosen at FPR {linking['fpr']:g} on {linking['validation_identities']} "
+            "training identities carved with the run's seed, never on the test split; the runs trained on those "
+            "identities too, so the threshold may be looser than one chosen on unseen people.")
 
 
 def write_figures(experiment: Experiment, results: Mapping, output_dir: str) -> list[str]:

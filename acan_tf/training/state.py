@@ -15,7 +15,6 @@ resumed run needs to draw the batches an uninterrupted one would.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,6 @@ import shutil
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from acan_tf.errors import UserError
@@ -68,14 +66,6 @@ def read_progress(run_dir: str) -> dict[str, Any] | None:
         raise CheckpointError(f"{path} is not a progress file of acan_tf (bad or missing {', '.join(wrong)}); "
                               f"pass --overwrite to start the run over")
     return document
-
-
-def weights_digest(model: keras.Model) -> str:
-    """SHA-256 of all of `model`'s weights in order: equal digests mean bit-identical weights."""
-    digest = hashlib.sha256()
-    for variable in model.weights:
-        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
-    return digest.hexdigest()
 
 
 class TrainingState:

@@ -37,6 +37,7 @@ from acan_tf.evaluation.intra_camera import evaluate_intra_camera
 from acan_tf.evaluation.reid import evaluate_reid
 from acan_tf.model.acan import ACAN
 from acan_tf.model.builder import build_acan
+from acan_tf.model.identity import weights_digest
 from acan_tf.run_dir import RunDir, RunDirectoryError
 from acan_tf.training.callbacks import LastCheckpoint, PeriodicEvaluation, TrainingCheckpoint, TrainingLogs
 from acan_tf.training.collapse import CollapseCallback, CollapseError, CollapseGuard, DeadDiscriminatorCallback
@@ -52,7 +53,7 @@ from acan_tf.training.loop import NonFiniteError, fit, use_jit_compile
 from acan_tf.training.preemption import StopRequested, StopSignals
 from acan_tf.training.run_lock import RunLock
 from acan_tf.training.run_state import RunState
-from acan_tf.training.state import TrainingState, read_progress, weights_digest
+from acan_tf.training.state import TrainingState, read_progress
 from acan_tf.versions import package_versions
 
 
