@@ -24,6 +24,9 @@ pytestmark = pytest.mark.slow  # killed and resumed training subprocesses: the f
 
 # 2 epochs of 5 steps, the state saved every 2 steps: saves at steps 2, 4, 5 (epoch end), 6, 8, 10.
 RESUMABLE = dict(epochs=2, steps_per_epoch=5, checkpoint_every_steps=2, deterministic=True, resume=True)
+# The intra-camera recipe whose state a resumed run must also carry over: the memory of class centres (updated by
+# assignment, not by an optimizer), the BN-neck's statistics, Adam's moments and the warm-up's step.
+RECIPE = dict(intra_id_loss="memory", bn_neck=True, optimizer="adam", warmup_steps=3, lr_pretrained=0.001)
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +42,14 @@ def saved_step(run_dir) -> int:
         return 0
 
 
-def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path):
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["acan", "recipe"])
+def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path, recipe):
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     env = subprocess_env()
     with open(tmp_path / "reference.log", "w") as log:
-        reference = subprocess.Popen(train_command(tiny_config(tree, str(uninterrupted), **RESUMABLE)),
+        reference = subprocess.Popen(train_command(tiny_config(tree, str(uninterrupted), **RESUMABLE, **recipe)),
                                      cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    command = train_command(tiny_config(tree, str(killed), **RESUMABLE))
+    command = train_command(tiny_config(tree, str(killed), **RESUMABLE, **recipe))
     with open(tmp_path / "victim.log", "w") as log:
         victim = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -82,11 +86,11 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path):
     assert reports[1]["final"]["mAP"] == reports[0]["final"]["mAP"]
 
 
-def tiny_state(tmp_path, seed: int):
-    """A TrainingState of a freshly built tiny ACAN, and its ACAN."""
+def tiny_state(tmp_path, seed: int, **recipe):
+    """A TrainingState of a freshly built tiny ACAN (Config overrides `recipe`), and its ACAN."""
     keras.utils.set_random_seed(seed)
-    acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed), num_cameras=3,
-                      steps_per_epoch=5)
+    acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed, **recipe), num_cameras=3,
+                      steps_per_epoch=5, ids_per_camera=(4, 4, 4))
     return TrainingState(acan), acan
 
 
@@ -106,15 +110,19 @@ def randomise(acan, seed: int) -> None:
         variable.assign(value.astype(str(variable.dtype)))
 
 
-def test_restore_brings_back_weights_optimizers_and_metrics_exactly(tmp_path):
-    state, acan = tiny_state(tmp_path, seed=1)
+@pytest.mark.parametrize("recipe", [{}, RECIPE, dict(RECIPE, intra_id_loss="classifier")],
+                         ids=["acan", "memory", "classifier"])
+def test_restore_brings_back_weights_optimizers_and_metrics_exactly(tmp_path, recipe):
+    state, acan = tiny_state(tmp_path, seed=1, **recipe)
+    if recipe:  # the identity head's variables are part of the weights saved and restored
+        assert {id(v) for v in acan.identity_head.weights} <= {id(v) for v in acan.weights}
     randomise(acan, 0)
     progress = Progress(step=4, epoch_logs=[{"loss": 1.5}], evaluations=[{"epoch": 1, "mAP": 0.25}], best_map=0.25)
     state.save(str(tmp_path / "run"), progress)
     saved = state_arrays(acan)
     assert any(np.any(a != 0) for a in saved[len(acan.weights):]), "the optimizers must hold state to restore"
 
-    fresh_state, fresh = tiny_state(tmp_path, seed=2)
+    fresh_state, fresh = tiny_state(tmp_path, seed=2, **recipe)
     assert not all(np.array_equal(a, b) for a, b in zip(saved, state_arrays(fresh)))
     assert fresh_state.restore(str(tmp_path / "run")) == progress
     for before, after in zip(saved, state_arrays(fresh)):

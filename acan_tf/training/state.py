@@ -1,8 +1,9 @@
 """The training state behind --resume: F, D, both optimizers, the step, and what the run has recorded so far.
 
 In the run directory's state folder (acan_tf.run_dir):
-  step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D and both optimizers
-                                                            (momentum, iteration count, loss scale)
+  step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D, both optimizers
+                                                            (momentum, iteration count, loss scale) and the
+                                                            --intra_id_loss head (classifier or memory), if any
   progress.json                                             the step saved, its checkpoint, the epoch logs, the
                                                             evaluations and the metrics' running sums so far
 progress.json is written last, through a temporary file and a rename, and is the only way in: a checkpoint cut
@@ -82,9 +83,11 @@ class TrainingState:
 
     def __init__(self, acan: ACAN):
         self.acan = acan
+        # The identity head only when there is one: the states of runs without it keep their layout.
+        head = {} if acan.identity_head is None else {"identity_head": acan.identity_head}
         self.checkpoint = tf.train.Checkpoint(
             encoder=acan.encoder, discriminator=acan.discriminator, f_optimizer=acan.f_optimizer,
-            d_optimizer=acan.d_optimizer,
+            d_optimizer=acan.d_optimizer, **head,
         )
 
     def save(self, run_dir: str, progress: Progress) -> None:
