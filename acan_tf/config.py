@@ -24,6 +24,11 @@ DISTANCES = ("cosine", "jaccard")
 # Looks of the generated benchmark (acan_tf.data.synthetic.presets): default (the paper's tables) and realistic
 # (calibrated to predict real two-camera data, docs/results.md).
 SYNTHETIC_PRESETS = ("default", "realistic")
+# The per-camera identity loss of the intra-camera recipe (issue 18; acan_tf.model.identity_heads): none (ACAN as
+# published), classifier (one softmax classifier per camera, MATE) or memory (a memory of class centres per camera,
+# Precise-ICS).
+INTRA_ID_LOSSES = ("none", "classifier", "memory")
+OPTIMIZERS = ("sgd", "adam")
 
 
 class ConfigError(UserError, ValueError):
@@ -126,13 +131,28 @@ class Config:
                                            "on each camera's mean in the step's camera-balanced batch, as test-time "
                                            "camera normalisation centres them (the intra-camera triplet loss is "
                                            "unchanged by a shift).")
-    # Optimisation (SGD with momentum, step decay).
+    # The intra-camera recipe of the methods after ACAN (issue 18; off: ACAN as published).
+    intra_id_loss: str = _field("none", "Per-camera identity loss on the triplet batch's camera-local ids: none, "
+                                        "classifier (a softmax classifier per camera, MATE) or memory (a memory of "
+                                        "class centres per camera, Precise-ICS).", INTRA_ID_LOSSES)
+    intra_id_weight: float = _field(1.0, "Weight of the per-camera identity loss.")
+    memory_momentum: float = _field(0.5, "--intra_id_loss=memory: a centre keeps this share of itself at each update "
+                                         "(Precise-ICS: 0.5).")
+    memory_temperature: float = _field(0.05, "--intra_id_loss=memory: temperature of the softmax over the camera's "
+                                             "centres (CCAFL: 0.05).")
+    bn_neck: bool = _field(False, "BN-neck (Bag of Tricks): batch normalisation without shift after pooling; the "
+                                  "triplet and adversarial losses see the features before it, the identity loss and "
+                                  "the exported embedding those after it.")
+    # Optimisation (SGD with momentum or Adam, step decay).
+    optimizer: str = _field("sgd", "Optimizer of F and D: sgd (with --momentum; the paper's) or adam.", OPTIMIZERS)
+    warmup_steps: int = _field(0, "Linear warm-up of F's learning rate over the first N steps (0: none; instead of "
+                                  "--lr_warmup_epochs).")
     epochs: int = _field(3, "Training epochs (paper: 300).")
     steps_per_epoch: int = _field(100, "Steps per epoch; 0: training items / (P*K).")
     lr_pretrained: float = _field(0.001, "Learning rate of F, the backbone (paper, ImageNet-pretrained ResNet-50: "
                                          "0.1).")
     lr_new: float = _field(0.001, "Learning rate of the new layers, D (paper: 0.01).")
-    momentum: float = _field(0.9, "SGD momentum.")
+    momentum: float = _field(0.9, "SGD momentum (--optimizer=sgd).")
     weight_decay: float = _field(5e-4, "Decoupled weight decay of both optimizers.")
     lr_decay_epochs: tuple[int, ...] = _field((2,), "Epochs at which learning rates are multiplied by "
                                                     "--lr_decay_factor (paper: 100,200).")
@@ -248,6 +268,9 @@ def _check(config: Config) -> None:
     require(config.association_budget >= 0.0, "association_budget", "a number >= 0 (0: mutual nearest neighbours)")
     require(0.0 <= config.association_teacher_momentum < 1.0, "association_teacher_momentum",
             "a number in [0, 1) (0: no teacher)")
+    require(config.intra_id_weight >= 0.0, "intra_id_weight", "a number >= 0")
+    require(0.0 <= config.memory_momentum < 1.0, "memory_momentum", "a number in [0, 1)")
+    require(config.memory_temperature > 0.0, "memory_temperature", "a number > 0")
     require(config.epochs >= 1, "epochs", "an integer >= 1")
     require(config.steps_per_epoch >= 0, "steps_per_epoch", "an integer >= 0 (0: derived from the dataset)")
     require(config.lr_pretrained > 0.0, "lr_pretrained", "a number > 0")
@@ -259,6 +282,9 @@ def _check(config: Config) -> None:
             "increasing positive epoch numbers, e.g. 100,200")
     require(0.0 < config.lr_decay_factor <= 1.0, "lr_decay_factor", "a number in (0, 1]")
     require(config.lr_warmup_epochs >= 0, "lr_warmup_epochs", "an integer >= 0 (0: no warm-up)")
+    require(config.warmup_steps >= 0, "warmup_steps", "an integer >= 0 (0: no warm-up)")
+    require(not (config.warmup_steps and config.lr_warmup_epochs), "warmup_steps",
+            f"0 with --lr_warmup_epochs={config.lr_warmup_epochs} (both warm up F's learning rate; choose one)")
     require(config.eval_every >= 0, "eval_every", "an integer >= 0 (0: only at the end)")
     require(config.validation_identities >= 0, "validation_identities", "an integer >= 0 (0: the test split)")
     require(0.0 <= config.synthetic_camera_shift <= 1.0, "synthetic_camera_shift", "a number in [0, 1]")

@@ -1,11 +1,14 @@
-"""The paper's losses, each in one place: Eq. 11-12 (triplet), Eq. 1 (camera CE), Eq. 9 (OCE), Eq. 4 (ACE), and the
-cross-camera triplet loss of the association stage (beyond the paper).
+"""The paper's losses, each in one place: Eq. 11-12 (triplet), Eq. 1 (camera CE), Eq. 9 (OCE), Eq. 4 (ACE); and beyond
+the paper, the cross-camera triplet loss of the association stage and the per-camera identity loss of the methods after
+ACAN (MATE's per-camera classifiers, Precise-ICS's and CCAFL's memories of class centres).
 
 Every function returns the mean over the examples it is given (a scalar); scaling for a global batch
 under `tf.distribute` is the caller's job (see `acan_tf.model.acan`).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import tensorflow as tf
 
@@ -92,3 +95,34 @@ def ace_loss(logits: tf.Tensor) -> tf.Tensor:
     """L_ACE (Eq. 4, Table VI): −1/C Σ_i log D_i(F(x)), "all camera equiprobability"."""
     log_probs = tf.nn.log_softmax(logits, axis=-1)
     return tf.reduce_mean(-tf.reduce_mean(log_probs, axis=-1))
+
+
+def per_camera_identity_loss(
+    scores: tf.Tensor, local_ids: tf.Tensor, camids: tf.Tensor, ids_per_camera: Sequence[int]
+) -> tf.Tensor:
+    """L_ID per camera (MATE; Precise-ICS's intra-camera loss): softmax cross-entropy over the anchor's camera's ids.
+
+    `scores` [N, ΣN_c] score every camera-local id of every camera, camera after camera (`ids_per_camera` gives N_c);
+    a row's softmax runs over its own camera's N_c ids only, so no two cameras' ids are ever compared.
+    """
+    sizes = tf.constant(list(ids_per_camera), tf.int32)
+    camera_of_id = tf.repeat(tf.range(tf.size(sizes)), sizes)
+    camids = tf.cast(tf.reshape(camids, [-1]), tf.int32)
+    labels = id_rows(local_ids, camids, ids_per_camera)
+    own_camera = tf.equal(camera_of_id[None, :], camids[:, None])
+    # A finite "minus infinity": exp() of it is 0, and 0 × it (in the gradient) is not NaN.
+    masked = tf.where(own_camera, scores, tf.fill(tf.shape(scores), tf.constant(-1e9, scores.dtype)))
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=masked))
+
+
+def id_rows(local_ids: tf.Tensor, camids: tf.Tensor, ids_per_camera: Sequence[int]) -> tf.Tensor:
+    """The row of each (camera class, camera-local id) among every camera's ids, camera after camera."""
+    first_ids = tf.cumsum(tf.constant(list(ids_per_camera), tf.int32), exclusive=True)
+    camids = tf.cast(tf.reshape(camids, [-1]), tf.int32)
+    return tf.gather(first_ids, camids) + tf.cast(tf.reshape(local_ids, [-1]), tf.int32)
+
+
+def memory_scores(features: tf.Tensor, centres: tf.Tensor, temperature: float) -> tf.Tensor:
+    """The non-parametric classifier's scores (Precise-ICS, CCAFL): cos(f, c_j) / τ for every centre c_j, [N, M]."""
+    unit = tf.math.l2_normalize(tf.cast(features, tf.float32), axis=1)
+    return tf.matmul(unit, centres, transpose_b=True) / temperature

@@ -43,14 +43,16 @@ def make_run(run_dir: str, steps: int = 2, **overrides) -> ACAN:
     config = Config(backbone="tiny", backbone_weights="none", image_height=HEIGHT, image_width=WIDTH, num_identities=2,
                     num_instances=2, camera_batch_size=NUM_CAMERAS, epochs=1, lr_pretrained=0.01, lr_new=0.01,
                     lr_decay_epochs=(), output_dir=run_dir, cross_camera="none", **overrides)
-    acan = build_acan(config, NUM_CAMERAS, steps_per_epoch=steps)
+    ids_per_camera = (config.num_identities,) * NUM_CAMERAS  # the batches' ids 0..P-1 (in camera 0)
+    acan = build_acan(config, NUM_CAMERAS, steps_per_epoch=steps, ids_per_camera=ids_per_camera)
     data = batches_dataset([training_batch(step, config) for step in range(steps)])
     acan.fit(data, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
     os.makedirs(os.path.join(run_dir, "checkpoints"), exist_ok=True)
     acan.save_weights(os.path.join(run_dir, "checkpoints", "best.weights.h5"))
     write_json(os.path.join(run_dir, "config.json"), config.to_json())
     write_json(os.path.join(run_dir, "run.json"), {
-        "camera_classes": {str(c): c for c in range(NUM_CAMERAS)}, "steps_per_epoch": steps,
+        "camera_classes": {str(c): c for c in range(NUM_CAMERAS)}, "ids_per_camera": list(ids_per_camera),
+        "steps_per_epoch": steps,
         "dataset": "synthetic", "is_video": False, "versions": {"tensorflow": tf.__version__},
     })
     write_json(os.path.join(run_dir, "report.json"), {"final": FINAL_METRICS})

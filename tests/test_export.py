@@ -202,3 +202,19 @@ def test_a_run_trained_in_bfloat16_exports_in_float32(tmp_path, inputs):
     embeddings, _ = session.run(None, {"images": inputs[0]})
     # The float32 export of the same weights: close to the bfloat16 model (8-bit mantissa), not equal.
     np.testing.assert_allclose(embeddings, reference_embeddings(trained_bf16, inputs[0]), atol=0.05)
+
+
+def test_a_run_with_the_intra_camera_recipe_exports_its_after_bn_neck_embedding(tmp_path, inputs):
+    # The BN-neck is the last layer of F, so the export, evaluation and association all use the embedding after it;
+    # the per-camera classifier is a training head and stays out of the export.
+    run_dir = str(tmp_path / "run")
+    trained = make_run(run_dir, bn_neck=True, intra_id_loss="classifier")
+    assert trained.encoder.layers[-1].name == "bn_neck"
+    result = export_run(run_dir, str(tmp_path / "models"), "acan")
+    card = json.loads(open(os.path.join(result.path, "model.json")).read())
+    assert card["parity"]["max_abs_difference"]["onnx"]["images"] <= 1e-4
+    session = onnxruntime.InferenceSession(os.path.join(result.path, "model.onnx"), providers=["CPUExecutionProvider"])
+    embeddings, _ = session.run(None, {"images": inputs[0]})
+    np.testing.assert_allclose(embeddings, reference_embeddings(trained, inputs[0]), atol=1e-4)
+    neck = trained.encoder.get_layer("bn_neck")
+    assert np.any(neck.moving_mean.numpy() != 0.0), "exported with the statistics it trained"

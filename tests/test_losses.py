@@ -99,3 +99,55 @@ def test_oce_is_smallest_when_uniform_over_the_other_cameras():
         assert losses.oce_loss(other, [true_camera]).numpy() >= best - 1e-6
     uniform_all = np.zeros((1, num_cameras), np.float32)  # ACE's optimum is not OCE's
     assert losses.oce_loss(uniform_all, [true_camera]).numpy() > best + 0.1
+
+
+def numpy_per_camera_identity_loss(scores, local_ids, camids, ids_per_camera):
+    """L_ID per camera by loops: a softmax over the anchor's camera's slice of the scores, −log of its own id."""
+    first = np.concatenate([[0], np.cumsum(ids_per_camera)[:-1]])
+    values = []
+    for row, local, camera in zip(scores.astype(np.float64), local_ids, camids):
+        own = row[first[camera]:first[camera] + ids_per_camera[camera]]
+        values.append(np.log(np.exp(own - own.max()).sum()) + own.max() - own[local])
+    return np.mean(values)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_camera_identity_loss_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    ids_per_camera = (3, 5, 2)
+    camids = rng.integers(0, 3, size=12)
+    local_ids = np.array([rng.integers(0, ids_per_camera[c]) for c in camids])
+    scores = rng.normal(scale=3.0, size=(12, sum(ids_per_camera))).astype(np.float32)
+    got = losses.per_camera_identity_loss(scores, local_ids, camids, ids_per_camera).numpy()
+    np.testing.assert_allclose(got, numpy_per_camera_identity_loss(scores, local_ids, camids, ids_per_camera),
+                               rtol=1e-5)
+
+
+def test_per_camera_identity_loss_ignores_the_other_cameras_ids():
+    # Camera-local ids of two cameras are never compared: another camera's scores change neither loss nor gradient.
+    rng = np.random.default_rng(4)
+    scores = tf.constant(rng.normal(size=(4, 7)).astype(np.float32))
+    local_ids, camids, sizes = np.array([0, 2, 1, 0]), np.array([0, 0, 1, 1]), (3, 4)
+    others = tf.constant(np.array([[0, 0, 0, 1, 1, 1, 1]] * 2 + [[1, 1, 1, 0, 0, 0, 0]] * 2, np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(scores)
+        loss = losses.per_camera_identity_loss(scores, local_ids, camids, sizes)
+    shifted = losses.per_camera_identity_loss(scores + 100.0 * others, local_ids, camids, sizes)
+    np.testing.assert_allclose(shifted.numpy(), loss.numpy(), rtol=1e-6)
+    gradient = tape.gradient(loss, scores).numpy()
+    assert np.all(np.isfinite(gradient)) and np.all(gradient[others.numpy() == 1] == 0.0)
+
+
+def test_memory_scores_are_cosines_over_the_temperature():
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(6, 4)).astype(np.float32) * 7.0
+    centres = rng.normal(size=(5, 4)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    expected = (features / np.linalg.norm(features, axis=1, keepdims=True)) @ centres.T / 0.05
+    np.testing.assert_allclose(losses.memory_scores(features, centres, 0.05).numpy(), expected, rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_id_rows_number_every_cameras_ids_camera_after_camera():
+    rows = losses.id_rows(np.array([0, 2, 0, 3, 1]), np.array([0, 0, 1, 1, 2]), (3, 4, 2)).numpy()
+    np.testing.assert_array_equal(rows, [0, 2, 3, 6, 8])

@@ -27,6 +27,9 @@ RESUMABLE = dict(epochs=2, steps_per_epoch=5, checkpoint_every_steps=2, determin
 # F's teacher, whose features make the association round before epoch 2 (after the kill): a resumed run that lost
 # the teacher's average would link with other features and end with other weights.
 TEACHER = dict(cross_camera="association", association_first_epoch=2, association_teacher_momentum=0.5)
+# The intra-camera recipe whose state a resumed run must also carry over: the memory of class centres (updated by
+# assignment, not by an optimizer), the BN-neck's statistics, Adam's moments and the warm-up's step.
+RECIPE = dict(intra_id_loss="memory", bn_neck=True, optimizer="adam", warmup_steps=3, lr_pretrained=0.001)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def saved_step(run_dir) -> int:
         return 0
 
 
-@pytest.mark.parametrize("settings", [{}, TEACHER], ids=["acan", "teacher"])
+@pytest.mark.parametrize("settings", [{}, TEACHER, RECIPE], ids=["acan", "teacher", "recipe"])
 def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path, settings):
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     env = subprocess_env()
@@ -87,10 +90,10 @@ def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path, se
 
 
 def tiny_state(tmp_path, seed: int, **settings):
-    """A TrainingState of a freshly built tiny ACAN, and its ACAN."""
+    """A TrainingState of a freshly built tiny ACAN (Config overrides `settings`), and its ACAN."""
     keras.utils.set_random_seed(seed)
     acan = build_acan(tiny_config(str(tmp_path / "tree"), str(tmp_path / "run"), seed=seed, **settings),
-                      num_cameras=3, steps_per_epoch=5)
+                      num_cameras=3, steps_per_epoch=5, ids_per_camera=(4, 4, 4))
     return TrainingState(acan), acan
 
 
@@ -110,10 +113,13 @@ def randomise(acan, seed: int) -> None:
         variable.assign(value.astype(str(variable.dtype)))
 
 
-@pytest.mark.parametrize("settings", [{}, TEACHER], ids=["acan", "teacher"])
+@pytest.mark.parametrize("settings", [{}, TEACHER, RECIPE, dict(RECIPE, intra_id_loss="classifier")],
+                         ids=["acan", "teacher", "memory", "classifier"])
 def test_restore_brings_back_weights_optimizers_and_metrics_exactly(tmp_path, settings):
     state, acan = tiny_state(tmp_path, 1, **settings)
-    assert (acan.teacher is not None) == bool(settings)
+    assert (acan.teacher is not None) == ("association_teacher_momentum" in settings)
+    if "intra_id_loss" in settings:  # the identity head's variables are part of the weights saved and restored
+        assert {id(v) for v in acan.identity_head.weights} <= {id(v) for v in acan.weights}
     randomise(acan, 0)
     progress = Progress(step=4, epoch_logs=[{"loss": 1.5}], evaluations=[{"epoch": 1, "mAP": 0.25}], best_map=0.25)
     state.save(str(tmp_path / "run"), progress)

@@ -107,6 +107,8 @@ def test_unreadable_training_image_is_named_and_checkpoints_survive(tiny_tree, t
         (["--no_such_flag=1"], flags.UnrecognizedFlagError, "no_such_flag"),
         (["--lr_decay_epochs=ten"], ConfigError, "expected integers"),
         (["--synthetic_preset=sunny"], flags.IllegalFlagValueError, "default|realistic"),
+        (["--intra_id_loss=arcface"], flags.IllegalFlagValueError, "none|classifier|memory"),
+        (["--optimizer=rmsprop"], flags.IllegalFlagValueError, "sgd|adam"),
     ],
 )
 def test_bad_flags_are_rejected_with_the_choices(argv, error, message):
@@ -117,8 +119,12 @@ def test_bad_flags_are_rejected_with_the_choices(argv, error, message):
         config_from_flags(flag_values)
 
 
-@pytest.mark.parametrize("argv, message", [(["--margin=-1"], "--margin=-1.0: expected a number > 0"),
-                                           (["--num_instances=1"], "--num_instances=1: expected an integer >= 2")])
+@pytest.mark.parametrize("argv, message", [
+    (["--margin=-1"], "--margin=-1.0: expected a number > 0"),
+    (["--num_instances=1"], "--num_instances=1: expected an integer >= 2"),
+    (["--warmup_steps=50", "--lr_warmup_epochs=1"],
+     "--warmup_steps=50: expected 0 with --lr_warmup_epochs=1 (both warm up F's learning rate; choose one)"),
+])
 def test_cli_reports_invalid_values_in_one_line_before_any_work(argv, message, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "acan_tf.train", *argv, f"--output_dir={tmp_path / 'r'}",
@@ -129,6 +135,19 @@ def test_cli_reports_invalid_values_in_one_line_before_any_work(argv, message, t
     assert f"acan_tf.train: error: {message}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"intra_id_weight": -0.5}, "--intra_id_weight=-0.5: expected a number >= 0"),
+    ({"memory_momentum": 1.0}, "--memory_momentum=1.0: expected a number in [0, 1)"),
+    ({"memory_temperature": 0.0}, "--memory_temperature=0.0: expected a number > 0"),
+    ({"warmup_steps": -1}, "--warmup_steps=-1: expected an integer >= 0 (0: no warm-up)"),
+    ({"optimizer": "rmsprop"}, "--optimizer='rmsprop': expected one of sgd, adam"),
+    ({"intra_id_loss": "arcface"}, "--intra_id_loss='arcface': expected one of none, classifier, memory"),
+])
+def test_config_rejects_bad_recipe_values_naming_the_flag(values, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config(**values)
 
 
 def test_config_rejects_out_of_range_values():

@@ -35,6 +35,11 @@ class TrainingSet:
     dropped: dict[int, int]
     class_names: tuple[str, ...] = ()
 
+    @property
+    def ids_per_camera(self) -> tuple[int, ...]:
+        """The number of camera-local ids of each of D's camera classes, in class order."""
+        return tuple(int(self.local_ids[self.classes == c].max()) + 1 for c in range(len(self.camera_classes)))
+
 
 def training_set(records: Sequence[Record], min_ids: int, camera_names: Sequence[str] | None = None) -> TrainingSet:
     """Relabels ids camera-locally; keeps cameras with ≥ `min_ids` identities (the paper drops MSMT17's camera 2).

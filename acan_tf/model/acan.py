@@ -8,7 +8,9 @@ import keras
 import tensorflow as tf
 
 from acan_tf.config import SCHEMES, WARMUPS
+from acan_tf.model.encoder import training_view
 from acan_tf.model.grl import gradient_reversal
+from acan_tf.model.identity_heads import CameraMemory, PerCameraClassifier
 
 # The train step's log of embedding_spread: this step's value, not a running mean (the collapse guard watches it).
 SPREAD_LOG = "embedding_spread"
@@ -61,6 +63,12 @@ class ACAN(keras.Model):
 
     With a `teacher` (a copy of F, CMT's mean teacher), every step ends with teacher = m teacher + (1 - m) F over all
     of F's weights (`teacher_momentum` m); no loss sees the teacher, the association rounds embed with it.
+
+    With an `identity_head` (the intra-camera recipe), the per-camera identity loss on the triplet batch's camera-local
+    ids joins F's objective, weighted by `identity_weight`; a classifier's weights are F's variables (F's optimizer
+    trains them, D's never sees them), a memory moves after F's step. With a BN-neck in the encoder, the triplet and
+    adversarial losses (and the collapse guard's spread) see the pooled features before it, the identity loss and
+    every user of F's embedding (evaluation, association, export) those after it.
     """
 
     def __init__(
@@ -77,6 +85,8 @@ class ACAN(keras.Model):
         camera_centering: bool = False,
         teacher: keras.Model | None = None,
         teacher_momentum: float = 0.0,
+        identity_head: PerCameraClassifier | CameraMemory | None = None,
+        identity_weight: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,8 +111,13 @@ class ACAN(keras.Model):
             if shapes[0] != shapes[1]:
                 raise ValueError("teacher: expected a copy of the encoder, with the same weights in the same order")
             teacher.trainable = False  # moved by the average alone, never by a gradient
+        self.identity_head = identity_head
+        self.identity_weight = float(identity_weight)
+        # The pooled features and the embedding in one pass (None without a BN-neck: they are the same).
+        self.training_view = training_view(encoder)
         names = ("loss", "triplet_loss", "d_loss", "adv_loss", "d_accuracy", "adv_weight")
         names += () if pseudo_weight is None else ("pseudo_loss",)
+        names += () if identity_head is None else ("identity_loss",)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True  # F and D are built functional models; nothing is left to infer from data
 
@@ -111,8 +126,14 @@ class ACAN(keras.Model):
         super().compile(**kwargs)
         self.f_optimizer = f_optimizer
         self.d_optimizer = d_optimizer
-        self.f_optimizer.build(self.encoder.trainable_variables)
+        self.f_optimizer.build(self.f_variables)
         self.d_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def f_variables(self) -> list[tf.Variable]:
+        """What F's step trains: the encoder's variables and those of a per-camera classifier."""
+        head = [] if self.identity_head is None else self.identity_head.trainable_variables
+        return self.encoder.trainable_variables + head
 
     @property
     def metrics(self) -> list[keras.metrics.Metric]:
@@ -120,13 +141,15 @@ class ACAN(keras.Model):
 
     def embed(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """F(x): [N, H, W, 3] → [N, D]; a tracklet [N, T, H, W, 3] is the mean of its frames' features."""
-        if images.shape.rank == 5:
-            shape = tf.shape(images)
-            frames = tf.reshape(images, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
-            features = self.encoder(frames, training=training)
-            features = tf.reshape(features, [shape[0], shape[1], -1])
-            return tf.reduce_mean(features, axis=1)  # temporal average pooling
-        return self.encoder(images, training=training)
+        return per_item(self.encoder, images, training)
+
+    def features_and_embedding(self, images: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """(the pooled features before the BN-neck, F's embedding); the same tensor twice without a BN-neck."""
+        if self.training_view is None:
+            embedding = self.embed(images, training)
+            return embedding, embedding
+        features, embedding = per_item(self.training_view, images, training)
+        return features, embedding
 
     def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         return self.embed(images, training=training)
@@ -149,7 +172,7 @@ class ACAN(keras.Model):
         batches = [triplet_images, camera_images] + ([] if pseudo_images is None else [pseudo_images])
         with tf.GradientTape() as f_tape:
             # One forward pass of F over all batches, split afterwards.
-            features = self.embed(tf.concat(batches, axis=0), training=True)
+            features, embedding = self.features_and_embedding(tf.concat(batches, axis=0), training=True)
             num_camera = tf.shape(camera_images)[0]
             triplet_features = features[:num_triplet]
             camera_features = features[num_triplet:num_triplet + num_camera]
@@ -162,6 +185,14 @@ class ACAN(keras.Model):
             triplet_loss = losses.batch_hard_triplet_loss(
                 triplet_features, data["triplet_ids"], data["triplet_camids"], self.margin
             )
+            identity_loss, f_identity_term = tf.constant(0.0), tf.constant(0.0)
+            if self.identity_head is not None:  # the intra-camera recipe: L_ID inside the triplet batch's camera
+                identity_features = embedding[:num_triplet]
+                identity_loss = losses.per_camera_identity_loss(
+                    self.identity_head(identity_features), data["triplet_ids"], data["triplet_camids"],
+                    self.identity_head.ids_per_camera,
+                )
+                f_identity_term = self.identity_weight * identity_loss
             pseudo_loss, f_pseudo_term = tf.constant(0.0), tf.constant(0.0)
             if pseudo_images is not None:  # the association stage: positives across cameras
                 pseudo_loss = losses.cross_camera_triplet_loss(pseudo_features, data["pseudo_ids"], self.margin,
@@ -171,12 +202,17 @@ class ACAN(keras.Model):
                 d_loss, d_accuracy = self._discriminator_step(camera_features, camera_camids, replica_scale)
             # F's step sees the D just updated, as in a GAN's alternating updates (Eq. 14, 15).
             adv_loss, f_adv_term = self._adversarial_term(camera_features, camera_camids, adv_weight)
-            loss = triplet_loss + f_adv_term + f_pseudo_term  # Eq. 13, plus the association stage's term
+            # Eq. 13, plus the association stage's and the intra-camera recipe's terms.
+            loss = triplet_loss + f_adv_term + f_pseudo_term + f_identity_term
             scaled_loss = self.f_optimizer.scale_loss(loss * replica_scale)
-        variables = self.encoder.trainable_variables
-        self.f_optimizer.apply(f_tape.gradient(scaled_loss, variables), variables)
+        # Without an identity loss after it, the BN-neck's scale gets no gradient: it is left out of the update.
+        reached = [(g, v) for g, v in zip(f_tape.gradient(scaled_loss, self.f_variables), self.f_variables)
+                   if g is not None]
+        self.f_optimizer.apply([g for g, _ in reached], [v for _, v in reached])
         if self.teacher is not None:
             self._update_teacher()
+        if self.identity_head is not None:  # a memory moves towards the features its scores were computed from
+            self.identity_head.update(tf.stop_gradient(identity_features), data["triplet_ids"], data["triplet_camids"])
 
         values = {
             "loss": loss,
@@ -186,6 +222,7 @@ class ACAN(keras.Model):
             "d_accuracy": d_accuracy,
             "adv_weight": adv_weight,
             "pseudo_loss": pseudo_loss,
+            "identity_loss": identity_loss,
         }
         for name, tracker in self.trackers.items():
             tracker.update_state(values[name])
@@ -230,3 +267,16 @@ class ACAN(keras.Model):
             return adv_loss, adv_weight * adv_loss
         zero = tf.constant(0.0)
         return zero, zero  # "only L_Triplet": D still trains, so its accuracy measures camera alignment
+
+
+def per_item(model: keras.Model, images: tf.Tensor, training: bool) -> tf.Tensor | list[tf.Tensor]:
+    """`model`'s output(s) per image [N, H, W, 3], or per tracklet [N, T, H, W, 3] as the mean over its frames."""
+    if images.shape.rank != 5:
+        return model(images, training=training)
+    shape = tf.shape(images)
+    frames = tf.reshape(images, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+    outputs = model(frames, training=training)
+    # Temporal average pooling, of each output.
+    return tf.nest.map_structure(
+        lambda features: tf.reduce_mean(tf.reshape(features, [shape[0], shape[1], -1]), axis=1), outputs
+    )

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import keras
 
 from acan_tf.config import Config
 from acan_tf.model.acan import ACAN
 from acan_tf.model.discriminator import build_discriminator
-from acan_tf.model.encoder import build_encoder
+from acan_tf.model.encoder import BN_NECK, POOL, build_encoder
+from acan_tf.model.identity_heads import build_identity_head
 from acan_tf.run_dir import RunDir, RunDirectoryError
 
 # --mixed_precision → Keras dtype policy: variables stay float32, layers compute in the policy's dtype.
@@ -51,21 +52,38 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def step_decay(
-    base_rate: float, config: Config, steps_per_epoch: int
+    base_rate: float, config: Config, steps_per_epoch: int, warmup_steps: int | None = None
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """`base_rate` after --lr_warmup_epochs of linear warm-up, multiplied by --lr_decay_factor at each of
-    --lr_decay_epochs (IV-A: ×0.1 at 100 and 200; the paper has no warm-up)."""
-    if not config.lr_decay_epochs and not config.lr_warmup_epochs:
+    """`base_rate` after `warmup_steps` (default: --lr_warmup_epochs) of linear warm-up, multiplied by
+    --lr_decay_factor at each of --lr_decay_epochs (IV-A: ×0.1 at 100 and 200; the paper has no warm-up)."""
+    warmup = config.lr_warmup_epochs * steps_per_epoch if warmup_steps is None else warmup_steps
+    if not config.lr_decay_epochs and not warmup:
         return base_rate
     boundaries = [epoch * steps_per_epoch for epoch in config.lr_decay_epochs]
-    if not config.lr_warmup_epochs:  # exactly the schedule runs made before the warm-up existed
+    if not warmup:  # exactly the schedule runs made before the warm-up existed
         values = [base_rate * config.lr_decay_factor**i for i in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    return WarmupStepDecay(base_rate, config.lr_warmup_epochs * steps_per_epoch, boundaries, config.lr_decay_factor)
+    return WarmupStepDecay(base_rate, warmup, boundaries, config.lr_decay_factor)
 
 
-def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
-    """A compiled ACAN: F (SGD at --lr_pretrained) and D (SGD at --lr_new), both with step decay.
+def build_optimizer(
+    config: Config, rate: float | keras.optimizers.schedules.LearningRateSchedule
+) -> keras.optimizers.Optimizer:
+    """--optimizer at `rate`, with --weight_decay (decoupled), loss-scaled under --mixed_precision=float16."""
+    weight_decay = config.weight_decay or None
+    if config.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(rate, weight_decay=weight_decay)
+    else:
+        optimizer = keras.optimizers.SGD(rate, momentum=config.momentum, weight_decay=weight_decay)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if config.mixed_precision == "float16" else optimizer
+
+
+def build_acan(
+    config: Config, num_cameras: int, steps_per_epoch: int, ids_per_camera: Sequence[int] | None = None
+) -> ACAN:
+    """A compiled ACAN: F (--optimizer at --lr_pretrained, --warmup_steps) and D (at --lr_new), both with step decay.
+
+    `ids_per_camera` (camera-local ids of each of D's camera classes) sizes the head of --intra_id_loss.
 
     Initialised from Keras' global RNG: the trainer seeds it once with --seed before calling this.
     With --mixed_precision, F's layers compute in bfloat16 or float16 but its features leave it in float32, and D
@@ -73,10 +91,13 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
     float32. With float16, both optimizers scale the loss dynamically against gradient underflow.
     """
     with dtype_policy(DTYPE_POLICIES[config.mixed_precision]):
-        encoder = build_encoder(config.backbone, config.image_height, config.image_width, config.backbone_weights)
+        encoder = build_encoder(config.backbone, config.image_height, config.image_width, config.backbone_weights,
+                                config.bn_neck)
     if config.mixed_precision != "none":
-        # The pooling layer casts its input, so the architecture and weight files stay those of a float32 run.
-        encoder.get_layer("pool").dtype_policy = "float32"
+        # The pooling layer (and the BN-neck) cast their input, so the architecture and weight files stay those of a
+        # float32 run.
+        for name in (POOL, BN_NECK) if config.bn_neck else (POOL,):
+            encoder.get_layer(name).dtype_policy = "float32"
     discriminator = build_discriminator(encoder.output_shape[-1], num_cameras, config.disc_width)
     teacher = None
     if config.association_teacher_momentum:  # CMT's mean teacher, starting from F's initial weights
@@ -95,16 +116,12 @@ def build_acan(config: Config, num_cameras: int, steps_per_epoch: int) -> ACAN:
         camera_centering=config.camera_centering,
         teacher=teacher,
         teacher_momentum=config.association_teacher_momentum,
+        identity_head=build_identity_head(config, ids_per_camera, encoder.output_shape[-1]),
+        identity_weight=config.intra_id_weight,
     )
-
-    def sgd(rate: float) -> keras.optimizers.Optimizer:
-        optimizer = keras.optimizers.SGD(
-            step_decay(rate, config, steps_per_epoch), momentum=config.momentum,
-            weight_decay=config.weight_decay or None,
-        )
-        return keras.optimizers.LossScaleOptimizer(optimizer) if config.mixed_precision == "float16" else optimizer
-
-    acan.compile(f_optimizer=sgd(config.lr_pretrained), d_optimizer=sgd(config.lr_new))
+    f_rate = step_decay(config.lr_pretrained, config, steps_per_epoch, config.warmup_steps or None)
+    d_rate = step_decay(config.lr_new, config, steps_per_epoch)
+    acan.compile(f_optimizer=build_optimizer(config, f_rate), d_optimizer=build_optimizer(config, d_rate))
     return acan
 
 
@@ -121,6 +138,6 @@ def load_run(run_dir: str, which: str = "best") -> tuple[Config, ACAN, dict]:
     # Without initial weights: the checkpoint replaces them all, and the file they came from (a path, the Keras
     # cache, Lite0's converted ImageNet file) need not exist where the run is evaluated or exported.
     inference = dataclasses.replace(config, mixed_precision="none", backbone_weights="none")
-    acan = build_acan(inference, len(info["camera_classes"]), info["steps_per_epoch"])
+    acan = build_acan(inference, len(info["camera_classes"]), info["steps_per_epoch"], info.get("ids_per_camera"))
     acan.load_weights(path)
     return config, acan, info

@@ -33,7 +33,8 @@ class CollapseError(RuntimeError):
 
     def __init__(self, step: int, symptom: str):
         super().__init__(f"step {step}: the embedding collapsed ({symptom}); start a new run with a lower "
-                         f"--lr_pretrained (e.g. a tenth) or a learning-rate warm-up (--lr_warmup_epochs)")
+                         f"--lr_pretrained (e.g. a tenth) or a learning-rate warm-up (--warmup_steps or "
+                         f"--lr_warmup_epochs)")
         self.step = step
         self.symptom = symptom
 

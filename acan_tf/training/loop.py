@@ -19,7 +19,7 @@ from acan_tf.training.preemption import StopRequested, StopSignals, any_replica
 from acan_tf.training.run_state import RunState
 
 # The losses whose value stops training when it is NaN or Inf.
-GUARDED_LOSSES = ("loss", "triplet_loss", "d_loss", "adv_loss")
+GUARDED_LOSSES = ("loss", "triplet_loss", "d_loss", "adv_loss", "identity_loss")
 
 
 class NonFiniteError(FloatingPointError):

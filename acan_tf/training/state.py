@@ -2,8 +2,9 @@
 recorded so far.
 
 In the run directory's state folder (acan_tf.run_dir):
-  step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D and both optimizers
-                                                            (momentum, iteration count, loss scale)
+  step-00000120.index, step-00000120.data-00000-of-00001   tf.train.Checkpoint of F, D, both optimizers
+                                                            (momentum, iteration count, loss scale) and the
+                                                            --intra_id_loss head (classifier or memory), if any
   progress.json                                             the step saved, its checkpoint, the epoch logs, the
                                                             evaluations and the metrics' running sums so far
 progress.json is written last, through a temporary file and a rename, and is the only way in: a checkpoint cut
@@ -73,11 +74,14 @@ class TrainingState:
 
     def __init__(self, acan: ACAN):
         self.acan = acan
-        # The teacher (--association_teacher_momentum) only if there is one: other runs' checkpoints stay unchanged.
-        teacher = {} if acan.teacher is None else {"teacher": acan.teacher}
+        # The teacher (--association_teacher_momentum) and the identity head only when there is one: the states of
+        # other runs keep their layout.
+        extra = {} if acan.teacher is None else {"teacher": acan.teacher}
+        if acan.identity_head is not None:
+            extra["identity_head"] = acan.identity_head
         self.checkpoint = tf.train.Checkpoint(
             encoder=acan.encoder, discriminator=acan.discriminator, f_optimizer=acan.f_optimizer,
-            d_optimizer=acan.d_optimizer, **teacher,
+            d_optimizer=acan.d_optimizer, **extra,
         )
 
     def save(self, run_dir: str, progress: Progress) -> None:

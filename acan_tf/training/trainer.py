@@ -277,7 +277,7 @@ def prepare(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir,
 
     keras.utils.set_random_seed(config.seed)  # the one seeding of a run: F's and D's initial weights
     with strategy.scope():
-        acan = build_acan(config, len(train.camera_classes), steps_per_epoch)
+        acan = build_acan(config, len(train.camera_classes), steps_per_epoch, train.ids_per_camera)
     training_state = TrainingState(acan)
     progress = training_state.restore(config.output_dir) if resuming else None
     run = RunState.resumed(steps_per_epoch, progress)
@@ -431,6 +431,7 @@ def _run_info(data: TrainingData, steps_per_epoch: int) -> dict:
     return {
         "camera_classes": {str(k): v for k, v in data.train.camera_classes.items()},
         "camera_names": list(data.dataset.camera_names),
+        "ids_per_camera": list(data.train.ids_per_camera),  # sizes the --intra_id_loss head
         "steps_per_epoch": steps_per_epoch,
         "dataset": data.dataset.name,
         "is_video": data.dataset.is_video,
