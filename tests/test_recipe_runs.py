@@ -7,8 +7,8 @@ import pytest
 
 from acan_tf.config import Config
 from acan_tf.model.builder import load_run
+from acan_tf.model.identity import weights_digest
 from acan_tf.model.identity_heads import CameraMemory, PerCameraClassifier
-from acan_tf.training.state import weights_digest
 from acan_tf.training.trainer import load_training_data, run
 from tests import tiny_runs
 from tests.run_fixtures import make_run
