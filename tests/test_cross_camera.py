@@ -20,9 +20,9 @@ from acan_tf.model.discriminator import build_discriminator
 from acan_tf.training.cross_camera import (
     CrossCameraStage,
     CrossCameraState,
-    association_round,
     describe_stages,
     is_round_epoch,
+    make_round,
     supervised_ids,
 )
 from acan_tf.training.trainer import run
@@ -121,14 +121,16 @@ def test_train_step_adds_the_weighted_cross_camera_triplet_loss():
 
 def test_association_round_links_each_person_across_cameras(people):
     train = training_set(people, min_ids=4)
-    ids, record = association_round(config(), train, mean_colour, epoch=1, step=10)
+    made = make_round(config(), train, mean_colour, epoch=1, step=10)
+    ids, record = made.pseudo_ids, made.record
     assert record["epoch"] == 2 and record["step"] == 10
     assert record["pair_precision"] == 1.0 and record["pair_recall"] == 1.0
     assert record["num_components"] == NUM_PEOPLE
     true = np.array([r.pid for r in train.records])
     for pseudo in np.unique(ids):
         assert len(set(true[ids == pseudo])) == 1
-    strict, record = association_round(config(association_threshold=1.0), train, mean_colour, epoch=1, step=10)
+    made = make_round(config(association_threshold=1.0), train, mean_colour, epoch=1, step=10)
+    strict, record = made.pseudo_ids, made.record
     assert strict is None and record["num_components"] < 2
 
 
@@ -138,7 +140,7 @@ def test_unrelated_ids_across_cameras_change_no_association_batch_or_loss(people
     outcomes = []
     for records in (people, relabelled):
         train = training_set(records, min_ids=4)
-        ids, _ = association_round(config(), train, mean_colour, epoch=1, step=0)
+        ids = make_round(config(), train, mean_colour, epoch=1, step=0).pseudo_ids
         batches = TrainingBatches(train.records, train.local_ids, train.classes, 4, 2, 6, 1, seed=0)
         stream = training_dataset(batches.with_pseudo_ids(ids), 16, 8, NO_AUGMENTATION)
         outcomes.append((ids, [{k: v.numpy() for k, v in b.items()} for b in stream.take(2)]))

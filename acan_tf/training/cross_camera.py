@@ -106,19 +106,6 @@ class Round:
     confidences: np.ndarray | None = None
 
 
-def association_round(
-    config: Config,
-    train: TrainingSet,
-    embed_frames: Callable[[tf.Tensor], tf.Tensor],
-    epoch: int,
-    step: int,
-    measured: bool = True,
-) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """(pseudo-identity per item, or None if no cross-camera component was found; the round's record)."""
-    made = make_round(config, train, embed_frames, epoch, step, measured)
-    return made.pseudo_ids, made.record
-
-
 def make_round(
     config: Config,
     train: TrainingSet,
