@@ -186,19 +186,22 @@ def planted_people(rng, num_people=80, num_cameras=6, dim=32, bias=1.5, noise=1.
     return features.astype(np.float32), cameras, local_ids, people
 
 
+def planted_quality(association, cameras, local_ids, people):
+    """association_quality of `association` against the planted people."""
+    truth = proxy_global_ids(association.proxies, cameras, local_ids, people)
+    return association_quality(association.pseudo_ids, association.proxies.cameras, truth)
+
+
 def test_planted_people_are_recovered_with_high_precision_and_order_does_not_matter():
     rng = np.random.default_rng(5)
     features, cameras, local_ids, people = planted_people(rng)
 
-    def quality(association):
-        truth = proxy_global_ids(association.proxies, cameras, local_ids, people)
-        return association_quality(association.pseudo_ids, association.proxies.cameras, truth)
-
     association = associate(features, cameras, local_ids, threshold=0.5, chunk_size=50)
-    centred = quality(association)
+    centred = planted_quality(association, cameras, local_ids, people)
     assert centred["pair_precision"] >= 0.95 and centred["pair_recall"] >= 0.9
     # The per-camera offsets are what centring removes: without it, far fewer true pairs are found.
-    plain = quality(associate(features, cameras, local_ids, threshold=0.5, centre_per_camera=False))
+    plain = planted_quality(associate(features, cameras, local_ids, threshold=0.5, centre_per_camera=False), cameras,
+                            local_ids, people)
     assert plain["pair_recall"] < centred["pair_recall"] - 0.3
     order = rng.permutation(len(features))
     again = associate(features[order], cameras[order], local_ids[order], threshold=0.5)
@@ -344,14 +347,11 @@ def test_jaccard_and_budget_rounds_recover_planted_people():
     rng = np.random.default_rng(5)
     features, cameras, local_ids, people = planted_people(rng)
 
-    def quality(association):
-        truth = proxy_global_ids(association.proxies, cameras, local_ids, people)
-        return association_quality(association.pseudo_ids, association.proxies.cameras, truth)
-
     jaccard = associate(features, cameras, local_ids, threshold=0.0, distance="jaccard", neighbours=(10, 3))
-    assert quality(jaccard)["pair_precision"] >= 0.95 and quality(jaccard)["pair_recall"] >= 0.95
+    found = planted_quality(jaccard, cameras, local_ids, people)
+    assert found["pair_precision"] >= 0.95 and found["pair_recall"] >= 0.95
     budget = associate(features, cameras, local_ids, threshold=0.0, max_links=40)
-    assert len(budget.links) == 40 and quality(budget)["pair_precision"] >= 0.95
+    assert len(budget.links) == 40 and planted_quality(budget, cameras, local_ids, people)["pair_precision"] >= 0.95
     partners = np.concatenate([budget.links, budget.links[:, ::-1]])
     pairs = set(zip(partners[:, 0].tolist(), budget.proxies.cameras[partners[:, 1]].tolist()))
     assert len(pairs) == len(partners), "at most one partner per other camera"

@@ -28,7 +28,7 @@ from acan_tf.training.cross_camera import (
     supervised_ids,
 )
 from acan_tf.training.trainer import run
-from tests.test_cross_camera import NO_AUGMENTATION, config, mean_colour, people  # noqa: F401 (a fixture)
+from tests.test_cross_camera import NO_AUGMENTATION, config, mean_colour, people, step_data  # noqa: F401 (a fixture)
 from tests.tiny_runs import tiny_config
 
 
@@ -79,19 +79,6 @@ def small_acan(teacher_momentum=0.0):
                 teacher_momentum=teacher_momentum)
     acan.compile(f_optimizer=keras.optimizers.SGD(0.1), d_optimizer=keras.optimizers.SGD(0.1))
     return acan
-
-
-def step_data(seed, weights=None):
-    rng = np.random.default_rng(seed)
-    data = {
-        "triplet_images": rng.uniform(0, 255, (4, 4, 2, 3)).astype(np.float32),
-        "triplet_ids": np.array([0, 0, 1, 1], np.int32), "triplet_camids": np.zeros(4, np.int32),
-        "camera_images": rng.uniform(0, 255, (2, 4, 2, 3)).astype(np.float32),
-        "camera_camids": np.array([0, 1], np.int32),
-        "pseudo_images": rng.uniform(0, 255, (6, 4, 2, 3)).astype(np.float32),
-        "pseudo_ids": np.array([5, 5, 8, 8, 9, 9], np.int32),
-    }
-    return data if weights is None else {**data, "pseudo_weights": np.asarray(weights, np.float32)}
 
 
 def test_the_teacher_is_the_moving_average_of_every_weight_of_f_after_each_step():

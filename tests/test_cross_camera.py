@@ -93,11 +93,10 @@ def test_third_batch_leaves_the_first_two_unchanged(people):
     assert "pseudo_images" not in without
 
 
-def test_train_step_adds_the_weighted_cross_camera_triplet_loss():
-    keras.utils.set_random_seed(2)
-    inputs = keras.Input((4, 2, 3))
-    encoder = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs / 255.0)))
-    rng = np.random.default_rng(0)
+def step_data(seed, weights=None):
+    """One train-step batch of 4x2 images: triplets from camera 0, both cameras, three pseudo-identities (with
+    `weights`, their link confidences)."""
+    rng = np.random.default_rng(seed)
     data = {
         "triplet_images": rng.uniform(0, 255, (4, 4, 2, 3)).astype(np.float32),
         "triplet_ids": np.array([0, 0, 1, 1], np.int32), "triplet_camids": np.zeros(4, np.int32),
@@ -106,6 +105,14 @@ def test_train_step_adds_the_weighted_cross_camera_triplet_loss():
         "pseudo_images": rng.uniform(0, 255, (6, 4, 2, 3)).astype(np.float32),
         "pseudo_ids": np.array([5, 5, 8, 8, 9, 9], np.int32),
     }
+    return data if weights is None else {**data, "pseudo_weights": np.asarray(weights, np.float32)}
+
+
+def test_train_step_adds_the_weighted_cross_camera_triplet_loss():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((4, 2, 3))
+    encoder = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs / 255.0)))
+    data = step_data(0)
     acan = ACAN(encoder, build_discriminator(5, 2, width=3), scheme="none", pseudo_weight=0.5)
     acan.compile(f_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0))
     pseudo_features = encoder(data["pseudo_images"]).numpy()

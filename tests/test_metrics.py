@@ -151,22 +151,26 @@ def special_values(dtype):
     return np.array([-3.5, -info.tiny, -0.0, 0.0, info.smallest_subnormal, info.tiny, 0.25, 1.0, info.max], dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-@pytest.mark.parametrize("block_elements", [1, 50, 2**20])
-def test_ranks_equal_stable_argsort_with_ties_and_special_values(monkeypatch, dtype, block_elements):
-    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", block_elements)
-    rng = np.random.default_rng(block_elements)
-    for _ in range(10):
+def random_cases(rng, values, count=10):
+    """Up to `count` small query x gallery matrices drawn from `values`, with ids that give some query a match."""
+    for _ in range(count):
         num_query, num_gallery = int(rng.integers(1, 25)), int(rng.integers(2, 120))
-        distmat = rng.choice(special_values(dtype), (num_query, num_gallery))
+        matrix = rng.choice(values, (num_query, num_gallery))
         ids = (
             rng.integers(0, 4, num_query),
             rng.integers(0, 5, num_gallery),
             rng.integers(0, 3, num_query),
             rng.integers(0, 3, num_gallery),
         )
-        if not np.any((ids[0][:, None] == ids[1]) & (ids[2][:, None] != ids[3])):
-            continue
+        if np.any((ids[0][:, None] == ids[1]) & (ids[2][:, None] != ids[3])):
+            yield matrix, ids
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("block_elements", [1, 50, 2**20])
+def test_ranks_equal_stable_argsort_with_ties_and_special_values(monkeypatch, dtype, block_elements):
+    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", block_elements)
+    for distmat, ids in random_cases(np.random.default_rng(block_elements), special_values(dtype)):
         np.testing.assert_array_equal(ranker_ranks(distmat, *ids), reference_ranks(distmat, *ids))
 
 
@@ -234,18 +238,7 @@ def test_ranks_of_squared_distances_equal_those_of_their_roots(monkeypatch, dtyp
         [[-1e-3, -info.tiny, -0.0, 0.0, info.smallest_subnormal, info.tiny, 0.5, info.max], *runs]
     ).astype(dtype)
     assert len(np.unique(root_of(values))) < len(np.unique(values)) - 3
-    rng = np.random.default_rng(block_elements)
-    for _ in range(10):
-        num_query, num_gallery = int(rng.integers(1, 25)), int(rng.integers(2, 120))
-        squared = rng.choice(values, (num_query, num_gallery))
-        ids = (
-            rng.integers(0, 4, num_query),
-            rng.integers(0, 5, num_gallery),
-            rng.integers(0, 3, num_query),
-            rng.integers(0, 3, num_gallery),
-        )
-        if not np.any((ids[0][:, None] == ids[1]) & (ids[2][:, None] != ids[3])):
-            continue
+    for squared, ids in random_cases(np.random.default_rng(block_elements), values):
         expected = reference_ranks(root_of(squared), *ids)
         np.testing.assert_array_equal(ranker_ranks(squared, *ids, squared=True), expected)
 
