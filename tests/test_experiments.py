@@ -220,3 +220,15 @@ def test_association_experiment_links_held_out_people_for_every_run(tiny_tree, t
         run_experiment("association", base, [0], out, values=["none"], linking=runner.Linking(4, 0.02))
     with pytest.raises(UserError, match="--link_fpr=2.0: expected a false-positive rate"):
         run_experiment("association", base, [0], out, values=["none"], linking=runner.Linking(4, 2.0))
+
+
+def test_the_ladder_is_the_association_ladder_then_the_default_with_each_ingredient_alone(tmp_path):
+    ladder = EXPERIMENTS["ladder"]
+    default = runner.ASSOCIATION_LADDER["oce+association"]
+    assert {name: ladder.settings[name] for name in runner.ASSOCIATION_LADDER} == runner.ASSOCIATION_LADDER
+    for name, overrides in runner.INGREDIENTS.items():
+        row = ladder.overrides(f"oce+association+{name}")
+        assert row == {**default, **overrides} and set(row) - set(default) == set(overrides)
+        # every row is a valid configuration, refused before training if not
+        config = runner._run_config(Config(), ladder, f"oce+association+{name}", 0, str(tmp_path))
+        assert all(getattr(config, key) == value for key, value in row.items())
