@@ -190,13 +190,11 @@ def test_a_training_set_too_large_for_a_variant_is_refused_before_training(peopl
         CrossCameraStage(config(**flags), train, None, lambda values: values)
 
 
-@pytest.mark.slow  # four tiny training runs
+@pytest.mark.slow  # two tiny training runs, two variants each (every variant composes with the others)
 @pytest.mark.parametrize("flags", [
-    dict(association_distance="jaccard", association_k1=4, association_k2=2),
-    dict(association_budget=0.5),
-    dict(association_teacher_momentum=0.9),
-    dict(association_confidence=True),
-], ids=["jaccard", "budget", "teacher", "confidence"])
+    dict(association_distance="jaccard", association_k1=4, association_k2=2, association_confidence=True),
+    dict(association_budget=0.5, association_teacher_momentum=0.9),
+], ids=["jaccard+confidence", "budget+teacher"])
 def test_a_tiny_run_with_each_variant_measures_every_round(tiny_tree, tmp_path, flags):
     settings = tiny_config(tiny_tree, str(tmp_path / "run"), cross_camera="association", epochs=3,
                            association_first_epoch=2, association_threshold=-1.0, **flags)

@@ -17,6 +17,7 @@ from acan_tf.data.pipeline import inference_dataset
 from acan_tf.data.records import ImageRecord
 from acan_tf.deploy.camera_stats import probe_images, update_camera
 from acan_tf.deploy.exporter import export_run
+from acan_tf.errors import UserError
 from acan_tf.evaluation.camera_norm import STATISTICS_FILE, CameraStatistics, CameraStatisticsError
 from acan_tf.model.identity import model_hash
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
@@ -174,19 +175,20 @@ def test_cli_adds_a_camera_and_reports_bad_input_in_one_line(export_copy, tmp_pa
     os.makedirs(tmp_path / "empty")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "a.jpg").write_bytes(b"not an image")
-    for args, message in [
-        ([f"--images={tmp_path / 'empty'}"], "no image files"),
-        ([f"--images={tmp_path / 'missing'}"], "no such folder"),
-        ([f"--images={tmp_path / 'broken'}"], "1 image(s) cannot be decoded"),
-        ([f"--images={tmp_path / 'lobby'}", "--camera= x"], "expected a non-empty printable name"),
-        ([f"--images={tmp_path / 'lobby'}", f"--statistics={os.path.join(export_copy, 'model.json')}"],
-         "expected a camera statistics file"),
+    # One bad input through the command (one line, no traceback); the others through the library it calls.
+    result = run_cli(f"--model={export_copy}", "--camera=lobby", f"--images={tmp_path / 'empty'}")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("acan_tf.camera_stats: error: ") and "no image files" in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    for camera, images, statistics, message in [
+        ("lobby", tmp_path / "missing", None, "no such folder"),
+        ("lobby", tmp_path / "broken", None, r"1 image\(s\) cannot be decoded"),
+        (" x", tmp_path / "lobby", None, "expected a non-empty printable name"),
+        ("lobby", tmp_path / "lobby", os.path.join(export_copy, "model.json"), "expected a camera statistics file"),
     ]:
-        result = run_cli(f"--model={export_copy}", "--camera=lobby", *args)
-        assert result.returncode == 1, (args, result.stderr)
-        lines = result.stderr.strip().splitlines()
-        assert lines[-1].startswith("acan_tf.camera_stats: error: ") and message in lines[-1], (args, result.stderr)
-        assert "Traceback" not in result.stderr
+        with pytest.raises(UserError, match=message):
+            update_camera(export_copy, camera, str(images), statistics_path=statistics)
     assert open(statistics_file, "rb").read() == content
     result = run_cli(f"--model={tmp_path}", "--camera=lobby", f"--images={tmp_path / 'lobby'}")
     assert result.returncode == 1 and "no saved_model.pb there for --runtime=saved_model" in result.stderr

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import pytest
 
 from acan_tf.data import load_dataset
 from acan_tf.data.datasets.cameras import scan_cameras
-from acan_tf.deploy import quantize
+from acan_tf.deploy import linker, quantize
 from acan_tf.deploy.exporter import export_run
+from acan_tf.errors import UserError
 from acan_tf.deploy.linker import link
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
@@ -93,18 +95,25 @@ def test_bad_inputs_get_one_line_and_write_nothing(setup, tmp_path):
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.stderr, result.stderr
         assert not out.exists()
 
+    # The command's one-line form is checked on an undecodable image; the other refusals come from the library it
+    # calls.
     empty = copy_footage(footage, tmp_path / "empty")
     os.makedirs(os.path.join(empty, "cam9"))
-    refused(f"--footage={empty}", expected="the camera folder " + os.path.join(empty, "cam9") + " holds no local id")
+    camera = re.escape(os.path.join(empty, "cam9"))
+    with pytest.raises(UserError, match=f"the camera folder {camera} holds no local id"):
+        linker.read_footage(empty)
     single = copy_footage(footage, tmp_path / "single")
     for camera in ("cam2", "cam3"):
         shutil.rmtree(os.path.join(single, camera))
-    refused(f"--footage={single}", expected="one camera (cam1): there is nothing to link across cameras")
+    with pytest.raises(UserError, match=r"one camera \(cam1\): there is nothing to link across cameras"):
+        linker.read_footage(single)
+    card, _ = linker.read_export(export, "onnx")
+    with pytest.raises(UserError, match="--link_threshold=1.5: a cosine similarity"):
+        linker.link_threshold(card, "onnx", 1.5)
     broken = copy_footage(footage, tmp_path / "broken")
     bad = os.path.join(broken, "cam1", sorted(os.listdir(os.path.join(broken, "cam1")))[0], "bad.jpg")
     open(bad, "wb").write(b"not a jpeg")
     refused(f"--footage={broken}", expected=f"1 image(s) cannot be decoded ({bad}")
-    refused(f"--footage={footage}", "--link_threshold=1.5", expected="--link_threshold=1.5: a cosine similarity")
     skipped = run_link(f"--export={export}", f"--footage={broken}", f"--output_dir={out}", "--bad_images=skip")
     assert skipped.returncode == 0, skipped.stderr
     assert f"skipped {bad}" in skipped.stdout

@@ -87,7 +87,7 @@ def test_a_signal_saves_the_step_exits_128_plus_signal_and_resume_is_bit_identic
 
 def test_a_second_trainer_on_a_live_folder_fails_at_once_and_changes_nothing(tiny_tree, tmp_path):
     out, alone = tmp_path / "run", tmp_path / "alone"
-    settings = dict(epochs=1, steps_per_epoch=200, checkpoint_every_steps=10_000, deterministic=True, eval_every=0)
+    settings = dict(epochs=1, steps_per_epoch=80, checkpoint_every_steps=10_000, deterministic=True, eval_every=0)
     reference = subprocess.Popen(train_command(tiny_config(tiny_tree, str(alone), **settings)), cwd=REPO,
                                  env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = subprocess.Popen(train_command(tiny_config(tiny_tree, str(out), **settings)), cwd=REPO,

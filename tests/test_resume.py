@@ -45,7 +45,8 @@ def saved_step(run_dir) -> int:
         return 0
 
 
-@pytest.mark.parametrize("settings", [{}, TEACHER, RECIPE], ids=["acan", "teacher", "recipe"])
+# The teacher and the recipe share one killed run: each one's state must survive the same kill.
+@pytest.mark.parametrize("settings", [{}, dict(TEACHER, **RECIPE)], ids=["acan", "teacher+recipe"])
 def test_killed_run_resumes_to_the_uninterrupted_runs_weights(tree, tmp_path, settings):
     uninterrupted, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     env = subprocess_env()
