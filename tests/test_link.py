@@ -14,8 +14,8 @@ from acan_tf.data import load_dataset
 from acan_tf.data.datasets.cameras import scan_cameras
 from acan_tf.deploy import linker, quantize
 from acan_tf.deploy.exporter import export_run
-from acan_tf.errors import UserError
 from acan_tf.deploy.linker import link
+from acan_tf.errors import UserError
 from tests.run_fixtures import HEIGHT, WIDTH, make_run
 
 pytestmark = pytest.mark.slow  # an export, and the command in subprocesses
